@@ -1,0 +1,17 @@
+//! The Serval control plane.
+//!
+//! ```text
+//!  sources (file) ──► translate (pure fn) ──► snapshot ──► xds (delta server) ══gRPC══► proxies
+//!  watch + debounce   Gateway API → config     content-      per-stream acked
+//!                     resources + status       hashed        versions, nonces
+//!                          │
+//!                          └──► status (GET /status on the admin server)
+//! ```
+//!
+//! `standalone` wires these together with an in-process proxy (see [`standalone`]).
+
+pub mod metrics;
+pub mod snapshot;
+pub mod sources;
+pub mod translate;
+pub mod xds;

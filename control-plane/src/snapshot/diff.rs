@@ -1,0 +1,38 @@
+//! The difference between what a proxy holds and a view: resources to send (new or changed
+//! version) and names to remove. Pure; the delta server decides when to send it.
+
+use super::{View, Versioned};
+use serval_common::Version;
+use std::{collections::BTreeMap, sync::Arc};
+
+/// What a response must carry to bring a proxy from what it holds to a view.
+#[derive(Debug, Default)]
+pub struct Delta {
+    /// Resources whose version differs from the held one, or that are not held, by name.
+    pub upserts: Vec<(String, Arc<Versioned>)>,
+    /// Held names the view does not have.
+    pub removals: Vec<String>,
+}
+
+impl Delta {
+    /// True if nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removals.is_empty()
+    }
+}
+
+/// `held` (name → version) → `view`.
+pub fn diff(held: &BTreeMap<String, Version>, view: &View) -> Delta {
+    let upserts = view
+        .resources
+        .iter()
+        .filter(|(name, v)| held.get(*name) != Some(&v.version))
+        .map(|(name, v)| (name.clone(), Arc::clone(v)))
+        .collect();
+    let removals = held
+        .keys()
+        .filter(|name| !view.resources.contains_key(*name))
+        .cloned()
+        .collect();
+    Delta { upserts, removals }
+}

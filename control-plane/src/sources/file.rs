@@ -1,0 +1,207 @@
+//! The file source: every `*.yaml`/`*.yml` file directly in `--config-dir`, re-read when the folder
+//! changes (notify events, debounced) and on a slow periodic resync as a safety net.
+//!
+//! A file that fails to parse (half-written, invalid) is reported and keeps its last good objects;
+//! the other files are unaffected. A file that disappears takes its objects with it.
+
+use super::objects::{self, Object};
+use serval_common::shutdown;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::sync::{mpsc, watch};
+
+/// What the source currently holds.
+#[derive(Debug, Default)]
+pub struct SourceState {
+    /// Objects of every file (the last good version of files that now fail), in file then
+    /// document order.
+    pub objects: Vec<Object>,
+    /// One message per file that currently fails to read or parse.
+    pub errors: Vec<String>,
+    /// Notes about skipped documents.
+    pub skipped: Vec<String>,
+}
+
+/// Why the folder itself cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Listing the folder failed.
+    #[error("config dir {dir}: {source}")]
+    ReadDir {
+        /// The folder.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The watcher could not be set up.
+    #[error("config dir {dir}: cannot watch: {source}")]
+    Watch {
+        /// The folder.
+        dir: PathBuf,
+        /// The notify error.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Timing of reloads.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Quiet time after the last change event before reloading.
+    pub debounce: Duration,
+    /// Longest a reload waits while events keep arriving.
+    pub max_delay: Duration,
+    /// Reload this often even without events.
+    pub resync: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            resync: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Reads a config folder, keeping the last good objects of each file.
+#[derive(Debug)]
+pub struct FileSource {
+    dir: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    text: String,
+    objects: Vec<Object>,
+    skipped: Vec<String>,
+    error: Option<String>,
+}
+
+impl FileSource {
+    /// A source over `dir` (nothing read yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Re-reads the folder.
+    pub fn reload(&mut self) -> Result<SourceState, Error> {
+        let read_dir = std::fs::read_dir(&self.dir).map_err(|source| Error::ReadDir {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = read_dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_config_file(p))
+            .collect();
+        paths.sort();
+        let mut files = BTreeMap::new();
+        for path in paths {
+            let mut state = self.files.remove(&path).unwrap_or_default();
+            let origin = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Err(e) => state.error = Some(format!("{origin}: {e}")),
+                Ok(text) if text == state.text && state.error.is_none() => {}
+                Ok(text) => match objects::parse_documents(&origin, &text) {
+                    Ok(parsed) => {
+                        state.objects = parsed.objects;
+                        state.skipped = parsed.skipped;
+                        state.error = None;
+                        state.text = text;
+                    }
+                    Err(e) => {
+                        state.error = Some(e.to_string());
+                        state.text = text;
+                    }
+                },
+            }
+            files.insert(path, state);
+        }
+        self.files = files;
+        Ok(self.state())
+    }
+
+    fn state(&self) -> SourceState {
+        let mut state = SourceState::default();
+        for file in self.files.values() {
+            state.objects.extend(file.objects.iter().cloned());
+            state.skipped.extend(file.skipped.iter().cloned());
+            state.errors.extend(file.error.iter().cloned());
+        }
+        state
+    }
+
+    /// Reads the folder, publishes the state, then re-reads and publishes after every change
+    /// until shutdown.
+    pub async fn run(
+        mut self,
+        timing: Timing,
+        publish: watch::Sender<Arc<SourceState>>,
+        mut shutdown: shutdown::Watch,
+    ) -> Result<(), Error> {
+        let (tx, mut events) = mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        })
+        .map_err(|source| Error::Watch {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        notify::Watcher::watch(&mut watcher, &self.dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|source| Error::Watch {
+                dir: self.dir.clone(),
+                source,
+            })?;
+        loop {
+            match self.reload() {
+                Ok(state) => {
+                    for error in &state.errors {
+                        tracing::warn!(%error, "config file not loaded; its last good objects are kept");
+                    }
+                    for note in &state.skipped {
+                        tracing::debug!(%note, "document skipped");
+                    }
+                    publish.send_replace(Arc::new(state));
+                }
+                Err(error) => tracing::warn!(%error, "config dir not readable; keeping the last good objects"),
+            }
+            // Wait for the first event (or a resync), then for a quiet period.
+            tokio::select! {
+                _ = shutdown.fired() => return Ok(()),
+                _ = tokio::time::sleep(timing.resync) => continue,
+                event = events.recv() => if event.is_none() { return Ok(()) },
+            }
+            let deadline = tokio::time::Instant::now() + timing.max_delay;
+            loop {
+                tokio::select! {
+                    _ = shutdown.fired() => return Ok(()),
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = tokio::time::sleep(timing.debounce) => break,
+                    event = events.recv() => if event.is_none() { return Ok(()) },
+                }
+            }
+        }
+    }
+}
+
+fn is_config_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    !name.starts_with('.')
+        && path.is_file()
+        && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! The object kinds Serval reads, decoded into the `gateway-api` and `k8s-openapi` types, and the
+//! parser from multi-document YAML text to [`Object`]s.
+//!
+//! Documents of kinds Serval does not read are skipped with a note, never an error. A document of a
+//! known kind that does not decode is an error naming the document and the field.
+
+use gateway_api::{
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
+    referencegrants::ReferenceGrant,
+};
+use k8s_openapi::api::{
+    core::v1::{Namespace, Secret, Service},
+    discovery::v1::EndpointSlice,
+};
+use serde::de::DeserializeOwned;
+use std::fmt;
+
+/// A decoded object of a kind Serval reads.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // objects live in maps, a box per object buys nothing
+pub enum Object {
+    /// `gateway.networking.k8s.io/v1 GatewayClass`.
+    GatewayClass(GatewayClass),
+    /// `gateway.networking.k8s.io/v1 Gateway`.
+    Gateway(Gateway),
+    /// `gateway.networking.k8s.io/v1 HTTPRoute`.
+    HttpRoute(HttpRoute),
+    /// `gateway.networking.k8s.io/v1beta1|v1 ReferenceGrant`.
+    ReferenceGrant(ReferenceGrant),
+    /// `v1 Service`.
+    Service(Service),
+    /// `discovery.k8s.io/v1 EndpointSlice`.
+    EndpointSlice(EndpointSlice),
+    /// `v1 Namespace`.
+    Namespace(Namespace),
+    /// `v1 Secret`.
+    Secret(Secret),
+}
+
+/// Kind, namespace and name of an object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    /// The kind, e.g. `HTTPRoute`.
+    pub kind: &'static str,
+    /// The namespace (empty for cluster-scoped kinds).
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// Why a document could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The text is not valid YAML.
+    #[error("{origin}: invalid YAML: {message}")]
+    Yaml {
+        /// File (or other origin) of the text.
+        origin: String,
+        /// The parser's message, with its location.
+        message: String,
+    },
+    /// A document of a known kind does not match its schema.
+    #[error("{origin}: document {index} ({kind} {name:?}): {message}")]
+    Schema {
+        /// File of the document.
+        origin: String,
+        /// Position of the document in the file, from 0.
+        index: usize,
+        /// Its kind.
+        kind: String,
+        /// Its `metadata.name`, if readable.
+        name: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+}
+
+/// The objects of one text, and the documents that were skipped.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Decoded objects, in document order.
+    pub objects: Vec<Object>,
+    /// One note per skipped document (unknown kind or apiVersion).
+    pub skipped: Vec<String>,
+}
+
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// Parses multi-document YAML. Any invalid document makes the whole text invalid, so a half-written
+/// file never replaces the last good version of itself with part of its objects.
+pub fn parse_documents(origin: &str, text: &str) -> Result<Parsed, ParseError> {
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Yaml {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+    let mut parsed = Parsed::default();
+    for (index, doc) in documents.into_iter().enumerate() {
+        if doc.is_null() {
+            continue;
+        }
+        let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let schema_error = |message: String| ParseError::Schema {
+            origin: origin.to_owned(),
+            index,
+            kind: kind.clone(),
+            name: name.clone(),
+            message,
+        };
+        if !doc.is_object() {
+            return Err(schema_error("a document must be a mapping".to_owned()));
+        }
+        if kind.is_empty() || api_version.is_empty() {
+            return Err(schema_error("missing kind or apiVersion".to_owned()));
+        }
+        if name.is_empty() {
+            return Err(schema_error("missing metadata.name".to_owned()));
+        }
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let object = match (group, kind.as_str()) {
+            (GATEWAY_GROUP, "GatewayClass") => decode(doc).map(Object::GatewayClass),
+            (GATEWAY_GROUP, "Gateway") => decode(doc).map(Object::Gateway),
+            (GATEWAY_GROUP, "HTTPRoute") => decode(doc).map(Object::HttpRoute),
+            (GATEWAY_GROUP, "ReferenceGrant") => decode(doc).map(Object::ReferenceGrant),
+            ("", "Service") => decode(doc).map(Object::Service),
+            ("", "Namespace") => decode(doc).map(Object::Namespace),
+            ("", "Secret") => decode(doc).map(Object::Secret),
+            ("discovery.k8s.io", "EndpointSlice") => decode(doc).map(Object::EndpointSlice),
+            _ => {
+                parsed.skipped.push(format!(
+                    "{origin}: document {index} ({api_version} {kind} {name:?}): kind not read by Serval, skipped"
+                ));
+                continue;
+            }
+        };
+        parsed.objects.push(object.map_err(schema_error)?);
+    }
+    Ok(parsed)
+}
+
+fn decode<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(doc).map_err(|e| e.to_string())
+}
+
+impl Object {
+    /// Kind, namespace and name. Namespaced objects without a namespace are in `default`.
+    pub fn object_ref(&self) -> ObjectRef {
+        let (kind, meta) = match self {
+            Self::GatewayClass(o) => ("GatewayClass", &o.metadata),
+            Self::Gateway(o) => ("Gateway", &o.metadata),
+            Self::HttpRoute(o) => ("HTTPRoute", &o.metadata),
+            Self::ReferenceGrant(o) => ("ReferenceGrant", &o.metadata),
+            Self::Service(o) => ("Service", &o.metadata),
+            Self::EndpointSlice(o) => ("EndpointSlice", &o.metadata),
+            Self::Namespace(o) => ("Namespace", &o.metadata),
+            Self::Secret(o) => ("Secret", &o.metadata),
+        };
+        let cluster_scoped = matches!(self, Self::GatewayClass(_) | Self::Namespace(_));
+        ObjectRef {
+            kind,
+            namespace: if cluster_scoped {
+                String::new()
+            } else {
+                meta.namespace.clone().unwrap_or_else(|| "default".to_owned())
+            },
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

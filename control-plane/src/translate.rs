@@ -1,0 +1,79 @@
+//! `translate`: the pure, total function from Gateway API objects to proxy configuration and
+//! status.
+//!
+//! ```text
+//! Inputs ─► gateway_class ─► gateway (listeners, conflicts) ─► http_route (attach, matches,
+//!           backends → Cluster + ClusterLoadAssignment) ─► route_config (Listener + RouteConfig)
+//!        ─► Output { resources, statuses, diagnostics }
+//! ```
+//!
+//! No I/O, no clock (the time for conditions comes in [`Options::now`]), no randomness: the same
+//! inputs give byte-identical outputs whatever their order. Bad user input never fails: it becomes
+//! status conditions, and the rest of the configuration is still produced.
+
+mod attach;
+mod backends;
+mod gateway;
+mod gateway_class;
+pub mod hostname;
+mod http_route;
+pub mod inputs;
+mod matching;
+mod reference_grant;
+mod route_config;
+pub mod status;
+
+pub use inputs::Inputs;
+pub use status::ObjectStatus;
+
+use serval_common::Resource;
+use std::collections::BTreeMap;
+
+/// What translate needs besides the objects.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The `controllerName` of GatewayClasses Serval owns.
+    pub controller_name: String,
+    /// RFC 3339 time written as `lastTransitionTime`.
+    pub now: String,
+}
+
+/// Everything translate produces.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    /// Configuration resources by name.
+    pub resources: BTreeMap<String, Resource>,
+    /// Status of every object of ours, sorted by kind, namespace, name.
+    pub statuses: Vec<ObjectStatus>,
+    /// Warnings that are not status (duplicates, skipped objects).
+    pub diagnostics: Vec<String>,
+}
+
+/// Translates `inputs`.
+pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
+    let mut out = Output {
+        diagnostics: inputs.diagnostics.clone(),
+        ..Output::default()
+    };
+    let (classes, class_statuses) = gateway_class::translate(inputs, opts);
+    out.statuses.extend(class_statuses);
+    let mut gateways = gateway::analyze(inputs, &classes);
+    let (entries, route_statuses) = http_route::translate(inputs, opts, &mut gateways, &mut out.resources);
+    route_config::build(&gateways, &entries, &mut out.resources);
+    out.statuses.extend(gateways.iter().map(|g| g.status(opts)));
+    out.statuses.extend(route_statuses);
+    out.statuses.sort_by(|a, b| {
+        (&a.kind, &a.metadata.namespace, &a.metadata.name).cmp(&(&b.kind, &b.metadata.namespace, &b.metadata.name))
+    });
+    for ((ns, name), gw) in &inputs.gateways {
+        if !classes.contains(&gw.spec.gateway_class_name)
+            && !inputs.gateway_classes.contains_key(&gw.spec.gateway_class_name)
+        {
+            out.diagnostics.push(format!(
+                "Gateway {ns}/{name}: GatewayClass {:?} not found; ignored",
+                gw.spec.gateway_class_name
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,151 @@
+//! backendRef → Service → EndpointSlices: resolves a reference (kind, ReferenceGrant, Service,
+//! port) and produces the `Cluster` and `ClusterLoadAssignment` resources for it.
+//!
+//! EndpointSlices are read as Kubernetes defines them: the Service port is found by number, its
+//! name selects the slice port of the same name, and only endpoints whose `ready` condition is not
+//! false are used (first address of each endpoint).
+
+use super::{
+    inputs::Inputs,
+    reference_grant,
+    status::reason,
+};
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use serval_common::{Resource, names, proto::config::v1 as pb};
+use std::{collections::BTreeMap, net::IpAddr};
+
+/// A backendRef with defaults applied.
+#[derive(Clone, Debug)]
+pub(super) struct BackendRef<'a> {
+    pub(super) group: &'a str,
+    pub(super) kind: &'a str,
+    pub(super) name: &'a str,
+    pub(super) namespace: &'a str,
+    pub(super) port: Option<i32>,
+}
+
+/// Why a backendRef is invalid: (reason, message).
+pub(super) type Invalid = (&'static str, String);
+
+/// Resolves `backend` referenced from a `from_kind` in `from_ns`; on success adds the Cluster and
+/// ClusterLoadAssignment to `resources` and returns the cluster name.
+pub(super) fn resolve(
+    inputs: &Inputs,
+    from_kind: &str,
+    from_ns: &str,
+    backend: &BackendRef<'_>,
+    resources: &mut BTreeMap<String, Resource>,
+) -> Result<String, Invalid> {
+    let what = format!("backendRef {}/{}", backend.namespace, backend.name);
+    if !(backend.group.is_empty() || backend.group == "core") || backend.kind != "Service" {
+        return Err((
+            reason::INVALID_KIND,
+            format!("{what}: kind {}/{} is not supported; use Service", backend.group, backend.kind),
+        ));
+    }
+    if backend.namespace != from_ns
+        && !reference_grant::permits(inputs, from_kind, from_ns, "", "Service", backend.namespace, backend.name)
+    {
+        return Err((
+            reason::REF_NOT_PERMITTED,
+            format!("{what}: no ReferenceGrant in namespace {:?} allows {from_kind}s from {from_ns:?} to use it", backend.namespace),
+        ));
+    }
+    let key = (backend.namespace.to_owned(), backend.name.to_owned());
+    let Some(service) = inputs.services.get(&key) else {
+        return Err((reason::BACKEND_NOT_FOUND, format!("{what}: Service not found")));
+    };
+    let Some(port) = backend.port else {
+        return Err((reason::UNSUPPORTED_VALUE, format!("{what}: port is required for a Service")));
+    };
+    let service_port = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|ports| ports.iter().find(|p| p.port == port));
+    let (Some(service_port), Ok(port16)) = (service_port, u16::try_from(port)) else {
+        return Err((reason::BACKEND_NOT_FOUND, format!("{what}: Service has no port {port}")));
+    };
+    if service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+        return Err((reason::UNSUPPORTED_VALUE, format!("{what}: ExternalName Services are not supported")));
+    }
+    let cluster_name = names::cluster(backend.namespace, backend.name, port16);
+    if !resources.contains_key(&cluster_name) {
+        let load_assignment_name = names::load_assignment(backend.namespace, backend.name, port16);
+        let cluster = pb::Cluster {
+            name: cluster_name.clone(),
+            load_assignment_name: load_assignment_name.clone(),
+            service: format!("{}/{}", backend.namespace, backend.name),
+            port: u32::from(port16),
+            lb_policy: pb::LbPolicy::RoundRobin.into(),
+            protocol: upstream_protocol(service_port).into(),
+            connect_timeout: None,
+        };
+        let endpoints = endpoints(inputs, &key, service, service_port);
+        resources.insert(cluster_name.clone(), Resource::Cluster(cluster));
+        resources.insert(
+            load_assignment_name.clone(),
+            Resource::ClusterLoadAssignment(pb::ClusterLoadAssignment {
+                name: load_assignment_name,
+                cluster_name: cluster_name.clone(),
+                endpoints,
+            }),
+        );
+    }
+    Ok(cluster_name)
+}
+
+fn upstream_protocol(port: &ServicePort) -> pb::UpstreamProtocol {
+    match port.app_protocol.as_deref() {
+        Some("kubernetes.io/h2c") => pb::UpstreamProtocol::H2c,
+        _ => pb::UpstreamProtocol::Http1,
+    }
+}
+
+/// Ready endpoints of `service_port`, sorted by address, without duplicates.
+fn endpoints(
+    inputs: &Inputs,
+    key: &(String, String),
+    _service: &Service,
+    service_port: &ServicePort,
+) -> Vec<pb::Endpoint> {
+    let port_name = service_port.name.as_deref().unwrap_or_default();
+    let mut out: BTreeMap<(IpAddr, u16), pb::Endpoint> = BTreeMap::new();
+    for slice in inputs.endpoint_slices.get(key).into_iter().flat_map(|s| s.values()) {
+        let Some(port) = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref().unwrap_or_default() == port_name)
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        for endpoint in slice.endpoints.iter().flatten() {
+            let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+                continue;
+            };
+            let hostname = endpoint
+                .target_ref
+                .as_ref()
+                .and_then(|t| t.name.clone())
+                .or_else(|| endpoint.hostname.clone())
+                .unwrap_or_default();
+            out.entry((ip, port)).or_insert(pb::Endpoint {
+                address: Some(pb::SocketAddress {
+                    ip: ip.to_string(),
+                    port: u32::from(port),
+                }),
+                hostname,
+                zone: endpoint.zone.clone().unwrap_or_default(),
+            });
+        }
+    }
+    out.into_values().collect()
+}

@@ -1,0 +1,360 @@
+//! Gateway: addresses, listener validation (protocol, allowed route kinds, conflicts on one port)
+//! and the Gateway's status with per-listener conditions and attached-route counts.
+//!
+//! Route attachment itself is decided in `attach`; this module only counts what attached.
+
+use super::{
+    Options,
+    inputs::{Inputs, Key},
+    status::{Condition, GATEWAY_API_VERSION, ObjectStatus, StatusMetadata, condition, reason},
+};
+use gateway_api::gateways::{
+    Gateway, GatewayListenersAllowedRoutesNamespacesFrom as From,
+    GatewayListenersAllowedRoutesNamespacesSelector as Selector,
+};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+/// The API group of Gateway API kinds.
+pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// A Gateway of one of our classes, analysed.
+#[derive(Debug)]
+pub(super) struct GatewayModel {
+    pub(super) key: Key,
+    pub(super) generation: i64,
+    /// The IP to bind; `None` when the Gateway has no usable address (then it is not programmed)
+    /// and `Some(0.0.0.0)` when it asks for none.
+    pub(super) bind_ip: Option<IpAddr>,
+    /// IPs to report in `status.addresses`.
+    pub(super) status_addresses: Vec<IpAddr>,
+    /// Gateway-level problem: (condition type, reason, message).
+    pub(super) problem: Option<(&'static str, &'static str, String)>,
+    pub(super) listeners: Vec<ListenerModel>,
+}
+
+/// One listener of a Gateway, validated.
+#[derive(Debug)]
+pub(super) struct ListenerModel {
+    pub(super) name: String,
+    pub(super) port: u16,
+    pub(super) protocol: String,
+    /// Lower-cased hostname, `None` for any.
+    pub(super) hostname: Option<String>,
+    /// Route kinds this listener accepts.
+    pub(super) supported_kinds: Vec<&'static str>,
+    pub(super) namespaces: AllowedNamespaces,
+    /// Why the listener is not accepted (reason, message).
+    pub(super) not_accepted: Option<(&'static str, String)>,
+    /// Why its references do not resolve (reason, message).
+    pub(super) unresolved: Option<(&'static str, String)>,
+    /// Why it conflicts with another listener on its port (reason).
+    pub(super) conflicted: Option<&'static str>,
+    pub(super) attached_routes: u32,
+}
+
+/// `allowedRoutes.namespaces`.
+#[derive(Debug)]
+pub(super) enum AllowedNamespaces {
+    Same,
+    All,
+    Selector(Selector),
+}
+
+impl ListenerModel {
+    /// True if traffic is served on this listener.
+    pub(super) fn is_programmed(&self) -> bool {
+        self.not_accepted.is_none() && self.conflicted.is_none() && !self.supported_kinds.is_empty()
+    }
+
+    /// True if routes from `route_ns` may attach (gateway in `gateway_ns`).
+    pub(super) fn allows_namespace(&self, inputs: &Inputs, gateway_ns: &str, route_ns: &str) -> bool {
+        match &self.namespaces {
+            AllowedNamespaces::Same => gateway_ns == route_ns,
+            AllowedNamespaces::All => true,
+            AllowedNamespaces::Selector(selector) => {
+                selector_matches(selector, &inputs.namespace_labels(route_ns))
+            }
+        }
+    }
+}
+
+/// Route kinds each protocol can serve (today only HTTPRoute on HTTP).
+fn kinds_for(protocol: &str) -> &'static [&'static str] {
+    match protocol {
+        "HTTP" => &["HTTPRoute"],
+        _ => &[],
+    }
+}
+
+/// Analyses every Gateway whose class is in `classes`.
+pub(super) fn analyze(inputs: &Inputs, classes: &BTreeSet<String>) -> Vec<GatewayModel> {
+    inputs
+        .gateways
+        .iter()
+        .filter(|(_, gw)| classes.contains(&gw.spec.gateway_class_name))
+        .map(|(key, gw)| analyze_one(key, gw))
+        .collect()
+}
+
+fn analyze_one(key: &Key, gateway: &Gateway) -> GatewayModel {
+    let mut model = GatewayModel {
+        key: key.clone(),
+        generation: gateway.metadata.generation.unwrap_or(0),
+        bind_ip: Some(IpAddr::from([0, 0, 0, 0])),
+        status_addresses: Vec::new(),
+        problem: None,
+        listeners: Vec::new(),
+    };
+    let addresses = gateway.spec.addresses.as_deref().unwrap_or_default();
+    for (i, address) in addresses.iter().enumerate() {
+        let kind = address.r#type.as_deref().unwrap_or("IPAddress");
+        if kind != "IPAddress" {
+            model.bind_ip = None;
+            model.problem = Some((
+                condition::ACCEPTED,
+                reason::UNSUPPORTED_ADDRESS,
+                format!("spec.addresses[{i}].type {kind:?} is not supported; use IPAddress"),
+            ));
+            break;
+        }
+        let value = address.value.as_deref().unwrap_or_default();
+        match value.parse::<IpAddr>() {
+            Ok(ip) if i == 0 => {
+                model.bind_ip = Some(ip);
+                model.status_addresses.push(ip);
+            }
+            Ok(_) => {} // only the first address is served (see README: limitations)
+            Err(_) => {
+                model.bind_ip = None;
+                model.problem = Some((
+                    condition::PROGRAMMED,
+                    reason::ADDRESS_NOT_USABLE,
+                    format!("spec.addresses[{i}].value {value:?} is not an IP address"),
+                ));
+                break;
+            }
+        }
+    }
+
+    for listener in &gateway.spec.listeners {
+        model.listeners.push(analyze_listener(listener));
+    }
+    mark_conflicts(&mut model.listeners);
+    model
+}
+
+fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerModel {
+    let mut not_accepted = None;
+    let port = u16::try_from(l.port).ok().filter(|p| *p != 0);
+    if port.is_none() {
+        not_accepted = Some((reason::UNSUPPORTED_VALUE, format!("port {} is out of range", l.port)));
+    }
+    let possible = kinds_for(&l.protocol);
+    if possible.is_empty() {
+        not_accepted = Some((
+            reason::UNSUPPORTED_PROTOCOL,
+            format!("protocol {:?} is not supported yet", l.protocol),
+        ));
+    }
+    let allowed = l.allowed_routes.as_ref();
+    let mut unresolved = None;
+    let supported_kinds: Vec<&'static str> = match allowed.and_then(|a| a.kinds.as_ref()) {
+        None => possible.to_vec(),
+        Some(kinds) => {
+            let mut valid = Vec::new();
+            for k in kinds {
+                let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
+                match possible.iter().find(|p| **p == k.kind) {
+                    Some(p) if group == GATEWAY_GROUP => valid.push(*p),
+                    _ => {
+                        unresolved = Some((
+                            reason::INVALID_ROUTE_KINDS,
+                            format!("route kind {group}/{} is not supported on {}", k.kind, l.protocol),
+                        ));
+                    }
+                }
+            }
+            valid.sort_unstable();
+            valid.dedup();
+            valid
+        }
+    };
+    let namespaces = match allowed
+        .and_then(|a| a.namespaces.as_ref())
+        .map(|n| (n.from.as_ref(), n.selector.clone()))
+    {
+        Some((Some(From::All), _)) => AllowedNamespaces::All,
+        Some((Some(From::Selector), Some(selector))) => AllowedNamespaces::Selector(selector),
+        Some((Some(From::Selector), None)) => {
+            not_accepted = Some((
+                reason::INVALID,
+                "allowedRoutes.namespaces.selector is required with from: Selector".to_owned(),
+            ));
+            AllowedNamespaces::Same
+        }
+        _ => AllowedNamespaces::Same,
+    };
+    ListenerModel {
+        name: l.name.clone(),
+        port: port.unwrap_or(0),
+        protocol: l.protocol.clone(),
+        hostname: l.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
+        supported_kinds,
+        namespaces,
+        not_accepted,
+        unresolved,
+        conflicted: None,
+        attached_routes: 0,
+    }
+}
+
+/// Listeners on one port must share a protocol and differ in hostname.
+fn mark_conflicts(listeners: &mut [ListenerModel]) {
+    let mut by_port: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, l) in listeners.iter().enumerate() {
+        if l.not_accepted.is_none() {
+            by_port.entry(l.port).or_default().push(i);
+        }
+    }
+    for indices in by_port.values() {
+        let protocols: BTreeSet<&str> = indices.iter().map(|i| listeners[*i].protocol.as_str()).collect();
+        if protocols.len() > 1 {
+            for i in indices {
+                listeners[*i].conflicted = Some(reason::PROTOCOL_CONFLICT);
+            }
+            continue;
+        }
+        let mut hostnames: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+        for i in indices {
+            hostnames.entry(listeners[*i].hostname.clone()).or_default().push(*i);
+        }
+        for same in hostnames.values().filter(|v| v.len() > 1) {
+            for i in same {
+                listeners[*i].conflicted = Some(reason::HOSTNAME_CONFLICT);
+            }
+        }
+    }
+}
+
+/// `matchLabels` and `matchExpressions` (In, NotIn, Exists, DoesNotExist) against `labels`.
+fn selector_matches(selector: &Selector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
+}
+
+impl GatewayModel {
+    /// `namespace/name`.
+    pub(super) fn id(&self) -> String {
+        format!("{}/{}", self.key.0, self.key.1)
+    }
+
+    /// The Gateway's status entry.
+    pub(super) fn status(&self, opts: &Options) -> ObjectStatus {
+        let generation = self.generation;
+        let cond = |t: &str, ok: bool, r: &str, m: String| {
+            Condition::new(t, ok, r, m, generation, &opts.now)
+        };
+        let programmed_listeners = self.listeners.iter().filter(|l| l.is_programmed()).count();
+        let all_valid = programmed_listeners == self.listeners.len();
+        let mut conditions = Vec::new();
+        match &self.problem {
+            Some((t, r, m)) if *t == condition::ACCEPTED => {
+                conditions.push(cond(condition::ACCEPTED, false, r, m.clone()));
+                conditions.push(cond(condition::PROGRAMMED, false, reason::INVALID, m.clone()));
+            }
+            Some((_, r, m)) => {
+                conditions.push(cond(condition::ACCEPTED, true, reason::ACCEPTED, "accepted".into()));
+                conditions.push(cond(condition::PROGRAMMED, false, r, m.clone()));
+            }
+            None => {
+                let (accepted, accepted_reason, msg) = if all_valid {
+                    (true, reason::ACCEPTED, "accepted".to_owned())
+                } else if programmed_listeners > 0 {
+                    (true, reason::LISTENERS_NOT_VALID, "some listeners are not valid".to_owned())
+                } else {
+                    (false, reason::LISTENERS_NOT_VALID, "no listener is valid".to_owned())
+                };
+                conditions.push(cond(condition::ACCEPTED, accepted, accepted_reason, msg));
+                let programmed = programmed_listeners > 0 || self.listeners.is_empty();
+                conditions.push(if programmed {
+                    cond(condition::PROGRAMMED, true, reason::PROGRAMMED, "programmed".into())
+                } else {
+                    cond(condition::PROGRAMMED, false, reason::INVALID, "no listener is valid".into())
+                });
+            }
+        }
+        let listeners: Vec<serde_json::Value> =
+            self.listeners.iter().map(|l| listener_status(l, generation, opts)).collect();
+        let addresses: Vec<serde_json::Value> = self
+            .status_addresses
+            .iter()
+            .map(|ip| serde_json::json!({"type": "IPAddress", "value": ip.to_string()}))
+            .collect();
+        let mut status = serde_json::json!({ "conditions": conditions, "listeners": listeners });
+        if !addresses.is_empty() {
+            status["addresses"] = serde_json::Value::Array(addresses);
+        }
+        ObjectStatus {
+            api_version: GATEWAY_API_VERSION.to_owned(),
+            kind: "Gateway".to_owned(),
+            metadata: StatusMetadata {
+                name: self.key.1.clone(),
+                namespace: Some(self.key.0.clone()),
+                generation,
+            },
+            status,
+        }
+    }
+}
+
+fn listener_status(l: &ListenerModel, generation: i64, opts: &Options) -> serde_json::Value {
+    let cond = |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
+    let mut conditions = Vec::new();
+    match (&l.not_accepted, l.conflicted) {
+        (Some((r, m)), _) => conditions.push(cond(condition::ACCEPTED, false, r, m.clone())),
+        (None, Some(r)) => conditions.push(cond(condition::ACCEPTED, false, r, "conflicts with another listener on its port".into())),
+        (None, None) => conditions.push(cond(condition::ACCEPTED, true, reason::ACCEPTED, "accepted".into())),
+    }
+    conditions.push(match l.conflicted {
+        Some(r) => cond(condition::CONFLICTED, true, r, "conflicts with another listener on its port".into()),
+        None => cond(condition::CONFLICTED, false, reason::NO_CONFLICTS, "no conflicts".into()),
+    });
+    conditions.push(match &l.unresolved {
+        Some((r, m)) => cond(condition::RESOLVED_REFS, false, r, m.clone()),
+        None => cond(condition::RESOLVED_REFS, true, reason::RESOLVED_REFS, "resolved".into()),
+    });
+    conditions.push(if l.is_programmed() {
+        cond(condition::PROGRAMMED, true, reason::PROGRAMMED, "programmed".into())
+    } else {
+        cond(condition::PROGRAMMED, false, reason::INVALID, "not programmed".into())
+    });
+    let kinds: Vec<serde_json::Value> = l
+        .supported_kinds
+        .iter()
+        .map(|k| serde_json::json!({"group": GATEWAY_GROUP, "kind": k}))
+        .collect();
+    serde_json::json!({
+        "name": l.name,
+        "supportedKinds": kinds,
+        "attachedRoutes": l.attached_routes,
+        "conditions": conditions,
+    })
+}

@@ -1,0 +1,155 @@
+//! HTTPRoute matches: conversion to `serval.config.v1.RouteMatch` (with validation) and the
+//! Gateway API precedence order between matches of all routes on one host.
+//!
+//! Precedence (HTTPRoute spec, `rules`): Exact path, then regular-expression path (implementation
+//! specific: Serval puts it between Exact and PathPrefix, as Envoy Gateway does), then PathPrefix
+//! with the most characters, then a method match, then the most header matches, then the most
+//! query parameter matches; ties go to the oldest route, then namespace/name, then rule and match
+//! order.
+
+use gateway_api::httproutes::{
+    HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType as HeaderType,
+    HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
+};
+use serval_common::proto::config::v1 as pb;
+use std::cmp::Reverse;
+
+/// Sort key of one match: smaller sorts first (wins).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Precedence {
+    path_rank: u8,
+    path_len: Reverse<usize>,
+    no_method: bool,
+    headers: Reverse<usize>,
+    query_params: Reverse<usize>,
+    created: String,
+    namespace: String,
+    name: String,
+    rule: usize,
+    match_index: usize,
+}
+
+/// Where a match comes from, for the tie-breakers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Origin<'a> {
+    pub(super) created: &'a str,
+    pub(super) namespace: &'a str,
+    pub(super) name: &'a str,
+    pub(super) rule: usize,
+    pub(super) match_index: usize,
+}
+
+/// Converts one HTTPRouteMatch (`None`: the default, PathPrefix `/`). `Err` names the field.
+pub(super) fn convert(m: Option<&HttpRouteRulesMatches>) -> Result<pb::RouteMatch, String> {
+    let Some(m) = m else {
+        return Ok(prefix_all());
+    };
+    let path = match &m.path {
+        None => Some(pb::PathMatch {
+            kind: Some(pb::path_match::Kind::Prefix("/".to_owned())),
+        }),
+        Some(p) => {
+            let value = p.value.clone().unwrap_or_else(|| "/".to_owned());
+            let kind = match p.r#type.as_ref().unwrap_or(&PathType::PathPrefix) {
+                PathType::Exact | PathType::PathPrefix if !value.starts_with('/') => {
+                    return Err(format!("path.value {value:?} must start with \"/\""));
+                }
+                PathType::Exact => pb::path_match::Kind::Exact(value),
+                PathType::PathPrefix => pb::path_match::Kind::Prefix(value),
+                PathType::RegularExpression => {
+                    check_regex(&value).map_err(|e| format!("path.value: {e}"))?;
+                    pb::path_match::Kind::Regex(value)
+                }
+            };
+            Some(pb::PathMatch { kind: Some(kind) })
+        }
+    };
+    let mut headers = Vec::new();
+    for (i, h) in m.headers.iter().flatten().enumerate() {
+        let kind = match h.r#type.as_ref().unwrap_or(&HeaderType::Exact) {
+            HeaderType::Exact => pb::header_match::Kind::Exact(h.value.clone()),
+            HeaderType::RegularExpression => {
+                check_regex(&h.value).map_err(|e| format!("headers[{i}].value: {e}"))?;
+                pb::header_match::Kind::Regex(h.value.clone())
+            }
+        };
+        if http_header_name_invalid(&h.name) {
+            return Err(format!("headers[{i}].name {:?} is not a valid header name", h.name));
+        }
+        headers.push(pb::HeaderMatch {
+            name: h.name.to_ascii_lowercase(),
+            kind: Some(kind),
+        });
+    }
+    let mut query_params = Vec::new();
+    for (i, q) in m.query_params.iter().flatten().enumerate() {
+        let kind = match q.r#type.as_ref().unwrap_or(&QueryType::Exact) {
+            QueryType::Exact => pb::query_param_match::Kind::Exact(q.value.clone()),
+            QueryType::RegularExpression => {
+                check_regex(&q.value).map_err(|e| format!("queryParams[{i}].value: {e}"))?;
+                pb::query_param_match::Kind::Regex(q.value.clone())
+            }
+        };
+        query_params.push(pb::QueryParamMatch {
+            name: q.name.clone(),
+            kind: Some(kind),
+        });
+    }
+    let method = m
+        .method
+        .as_ref()
+        .and_then(|m| serde_json::to_value(m).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(pb::RouteMatch {
+        path,
+        headers,
+        query_params,
+        method,
+    })
+}
+
+fn prefix_all() -> pb::RouteMatch {
+    pb::RouteMatch {
+        path: Some(pb::PathMatch {
+            kind: Some(pb::path_match::Kind::Prefix("/".to_owned())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn check_regex(value: &str) -> Result<(), String> {
+    regex::Regex::new(value)
+        .map(|_| ())
+        .map_err(|e| format!("invalid regular expression {value:?}: {e}"))
+}
+
+fn http_header_name_invalid(name: &str) -> bool {
+    name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The precedence key of a converted match.
+pub(super) fn precedence(m: &pb::RouteMatch, origin: Origin<'_>) -> Precedence {
+    let (path_rank, path_len) = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
+        Some(pb::path_match::Kind::Exact(v)) => (0, v.len()),
+        Some(pb::path_match::Kind::Regex(v)) => (1, v.len()),
+        // A trailing "/" does not make a prefix more specific: "/foo/" matches what "/foo" does.
+        Some(pb::path_match::Kind::Prefix(v)) => (2, v.trim_end_matches('/').len()),
+        None => (2, 0),
+    };
+    Precedence {
+        path_rank,
+        path_len: Reverse(path_len),
+        no_method: m.method.is_empty(),
+        headers: Reverse(m.headers.len()),
+        query_params: Reverse(m.query_params.len()),
+        created: origin.created.to_owned(),
+        namespace: origin.namespace.to_owned(),
+        name: origin.name.to_owned(),
+        rule: origin.rule,
+        match_index: origin.match_index,
+    }
+}

@@ -1,0 +1,131 @@
+//! Status values as the control plane computes them: [`Condition`]s with the Gateway API's type and
+//! reason constants, and [`ObjectStatus`], the `{apiVersion, kind, metadata, status}` entry that
+//! `GET /status` lists and that would be written to Kubernetes.
+//!
+//! This module builds values only; writing them anywhere is the caller's business.
+
+use serde::Serialize;
+
+/// Condition types.
+pub mod condition {
+    /// `Accepted`.
+    pub const ACCEPTED: &str = "Accepted";
+    /// `Programmed`.
+    pub const PROGRAMMED: &str = "Programmed";
+    /// `ResolvedRefs`.
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    /// `Conflicted`.
+    pub const CONFLICTED: &str = "Conflicted";
+}
+
+/// Condition reasons.
+pub mod reason {
+    /// The object is accepted.
+    pub const ACCEPTED: &str = "Accepted";
+    /// The object is programmed into the data plane.
+    pub const PROGRAMMED: &str = "Programmed";
+    /// Every reference resolved.
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    /// No conflicts.
+    pub const NO_CONFLICTS: &str = "NoConflicts";
+    /// Generic invalid.
+    pub const INVALID: &str = "Invalid";
+    /// Some listeners are invalid.
+    pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
+    /// The Gateway's address type is not supported.
+    pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+    /// A Gateway address is not usable.
+    pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+    /// The listener protocol is not supported.
+    pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
+    /// Two listeners on one port have the same hostname.
+    pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
+    /// Two listeners on one port have incompatible protocols.
+    pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
+    /// A listener's allowedRoutes.kinds names a kind it cannot serve.
+    pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+    /// No parent listener matched the parentRef.
+    pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
+    /// A listener matched but its allowedRoutes exclude the route.
+    pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
+    /// No listener hostname intersects the route's hostnames.
+    pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
+    /// A backendRef names an unsupported group/kind.
+    pub const INVALID_KIND: &str = "InvalidKind";
+    /// A backendRef names a missing object.
+    pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+    /// A cross-namespace reference without a ReferenceGrant.
+    pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+    /// A field has a value this implementation does not support.
+    pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+}
+
+/// A `metav1.Condition`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `"True"`, `"False"` or `"Unknown"`.
+    pub status: String,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// RFC 3339 time (from translate's options).
+    pub last_transition_time: String,
+    /// `metadata.generation` of the object the condition was computed from.
+    pub observed_generation: i64,
+}
+
+impl Condition {
+    /// A condition; `ok` gives `"True"`.
+    pub fn new(
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: impl Into<String>,
+        generation: i64,
+        now: &str,
+    ) -> Self {
+        Self {
+            type_: type_.to_owned(),
+            status: if ok { "True" } else { "False" }.to_owned(),
+            reason: reason.to_owned(),
+            message: message.into(),
+            last_transition_time: now.to_owned(),
+            observed_generation: generation,
+        }
+    }
+}
+
+/// `metadata` of a status entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusMetadata {
+    /// Name.
+    pub name: String,
+    /// Namespace; absent for cluster-scoped kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `metadata.generation`.
+    pub generation: i64,
+}
+
+/// One object with the status computed for it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    /// `apiVersion` of the object.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Name, namespace and generation.
+    pub metadata: StatusMetadata,
+    /// The status subresource as it would be written.
+    pub status: serde_json::Value,
+}
+
+/// The apiVersion of Gateway API objects.
+pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
