@@ -28,8 +28,11 @@ pub fn init_logging(format: LogFormat) {
         .and_then(|s| EnvFilter::try_new(s).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = match format {
-        LogFormat::Plain => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Plain => registry
+            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            .try_init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))
             .try_init(),

@@ -10,8 +10,11 @@
 //!
 //! `standalone` wires these together with an in-process proxy (see [`standalone`]).
 
+pub mod admin;
+pub mod args;
 pub mod metrics;
 pub mod snapshot;
 pub mod sources;
+pub mod standalone;
 pub mod translate;
 pub mod xds;

@@ -1,1 +1,22 @@
-fn main() {}
+//! `serval-control-plane`: parse the command line, set up logging, run until SIGINT/SIGTERM.
+
+use clap::Parser;
+use serval_control_plane::{
+    args::{Args, Command},
+    standalone,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    serval_common::telemetry::init_logging(args.log_format);
+    let (trigger, watch) = serval_common::shutdown::channel();
+    tokio::spawn(async move {
+        serval_common::shutdown::signal().await;
+        tracing::info!("shutting down");
+        trigger.fire();
+    });
+    match args.command {
+        Command::Standalone(a) => standalone::run(standalone::Config::try_from(a)?, watch).await,
+    }
+}

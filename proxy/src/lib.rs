@@ -1,1 +1,98 @@
-//! placeholder
+//! The Serval proxy.
+//!
+//! ```text
+//!  xds (delta client) ─► config::compile ─► ArcSwap<Config> ─► listeners (accept, h1/h2)
+//!   ACK / NACK             validate + build     one swap per     ─► http: route ─► upstream
+//!                                                version               (host, path)   (LB, pools)
+//! ```
+//!
+//! [`run`] wires these together; `serval-control-plane standalone` calls it in-process.
+
+pub mod admin;
+pub mod args;
+pub mod config;
+pub mod errors;
+pub mod http;
+pub mod listeners;
+pub mod metrics;
+pub mod router;
+pub mod upstream;
+pub mod xds;
+
+use parking_lot::Mutex;
+use serval_common::{
+    admin::Admin,
+    proto::discovery::v1::Node,
+    readiness::Readiness,
+    shutdown, telemetry,
+};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+/// Everything the proxy needs, validated.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// `http://host:port` of the delta server.
+    pub xds_server: String,
+    /// The node announced to the control plane.
+    pub node: Node,
+    /// Admin address; `None` runs no admin server.
+    pub admin_addr: Option<SocketAddr>,
+    /// `--bind-address`.
+    pub bind_ip: Option<IpAddr>,
+    /// How long removed listeners and shutdown wait for open requests.
+    pub drain_timeout: Duration,
+    /// Upstream client tunables.
+    pub upstream: upstream::Settings,
+}
+
+/// Runs the proxy until `shutdown` fires, then drains.
+pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Result<()> {
+    let mut registry = telemetry::registry("proxy");
+    let metrics = Arc::new(metrics::Metrics::register(&mut registry));
+    let store = Arc::new(config::ConfigStore::default());
+    let shared = Arc::new(http::Shared {
+        store: Arc::clone(&store),
+        upstream: upstream::Upstream::new(config.upstream),
+        metrics: Arc::clone(&metrics),
+    });
+    let listeners = Arc::new(listeners::Listeners::new(
+        shared,
+        shutdown.clone(),
+        config.drain_timeout,
+    ));
+    let (readiness, latch) = Readiness::new();
+    if let Some(addr) = config.admin_addr {
+        let admin = Admin::new(
+            readiness,
+            Arc::new(Mutex::new(registry)),
+            admin::routes(Arc::clone(&store)),
+        );
+        let (bound, task) = admin
+            .bind(addr, shutdown.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("proxy admin address {addr}: {e}"))?;
+        tracing::info!(%bound, "proxy admin listening");
+        tokio::spawn(task);
+    }
+    let client = xds::client::Client::new(
+        xds::client::Settings {
+            server: config.xds_server,
+            node: config.node,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        },
+        xds::apply::Applier {
+            store,
+            listeners: Arc::clone(&listeners),
+            bind_ip: config.bind_ip,
+        },
+        metrics,
+    );
+    client.run(shutdown, latch).await;
+    listeners.drained().await;
+    Ok(())
+}

@@ -129,3 +129,53 @@ pub struct ObjectStatus {
 
 /// The apiVersion of Gateway API objects.
 pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+/// Keeps each condition's `lastTransitionTime` from `previous` when its `status` did not change,
+/// as Kubernetes does: only a transition moves the time. Conditions are matched by object, by
+/// position in the status, and by `type`.
+pub fn carry_transition_times(previous: &[ObjectStatus], current: &mut [ObjectStatus]) {
+    for object in current.iter_mut() {
+        let Some(old) = previous.iter().find(|p| {
+            p.kind == object.kind && p.metadata.namespace == object.metadata.namespace && p.metadata.name == object.metadata.name
+        }) else {
+            continue;
+        };
+        carry(&old.status, &mut object.status);
+    }
+}
+
+fn carry(old: &serde_json::Value, new: &mut serde_json::Value) {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (key, value) in n.iter_mut() {
+                let Some(old_value) = o.get(key) else { continue };
+                if key == "conditions" {
+                    carry_conditions(old_value, value);
+                } else {
+                    carry(old_value, value);
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(n)) => {
+            for (old_item, new_item) in o.iter().zip(n.iter_mut()) {
+                carry(old_item, new_item);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn carry_conditions(old: &serde_json::Value, new: &mut serde_json::Value) {
+    let (Some(old), Some(new)) = (old.as_array(), new.as_array_mut()) else {
+        return;
+    };
+    for condition in new.iter_mut() {
+        let same = old.iter().find(|c| c.get("type") == condition.get("type"));
+        if let Some(prior) = same.filter(|c| c.get("status") == condition.get("status")) {
+            if let (Some(time), Some(obj)) = (prior.get("lastTransitionTime"), condition.as_object_mut()) {
+                obj.insert("lastTransitionTime".to_owned(), time.clone());
+            }
+        }
+    }
+}

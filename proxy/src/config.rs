@@ -1,0 +1,54 @@
+//! The proxy's configuration: one immutable [`Config`] value behind one `ArcSwap`
+//! ([`ConfigStore`]). A new version is compiled beside the old one and swapped in one step; a
+//! request loads the config once and finishes on it.
+//!
+//! This module does not talk to the control plane (see `xds`) or bind sockets (see `listeners`).
+
+pub mod compile;
+pub mod dump;
+
+use crate::router::Router;
+use arc_swap::ArcSwap;
+use serval_common::Resource;
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+
+/// One applied configuration version.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// `system_version_info` of the response that produced it (empty before the first).
+    pub version: String,
+    /// Every resource held, by name.
+    pub resources: BTreeMap<String, Resource>,
+    /// The version of each held resource, as the control plane sent it.
+    pub versions: BTreeMap<String, String>,
+    /// Sockets to serve, by the address they are bound to.
+    pub listeners: BTreeMap<SocketAddr, ListenerConfig>,
+}
+
+/// What one bound socket serves.
+#[derive(Debug)]
+pub struct ListenerConfig {
+    /// The Listener resources served on this socket (several when `--bind-address` or shared
+    /// addresses put them on one socket), sorted.
+    pub names: Vec<String>,
+    /// Routing table.
+    pub router: Router,
+}
+
+/// Holds the current configuration.
+#[derive(Debug, Default)]
+pub struct ConfigStore {
+    current: ArcSwap<Config>,
+}
+
+impl ConfigStore {
+    /// The current configuration; load once per request or connection.
+    pub fn load(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    /// Replaces the configuration in one step.
+    pub fn swap(&self, config: Arc<Config>) {
+        self.current.store(config);
+    }
+}

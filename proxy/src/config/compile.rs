@@ -1,0 +1,331 @@
+//! `serval.config.v1` resources → a runtime [`Config`]: decode first (done by the caller), then
+//! validate, then compile. Every error names the resource and the field.
+//!
+//! Consistency is checked here: every name a Listener, RouteConfig or Cluster refers to must be
+//! held, so a configuration is applied whole or not at all.
+
+use super::{Config, ListenerConfig};
+use crate::{
+    router::{
+        Action, DirectResponse, Route, Router, Target, VirtualHost, WeightedBackends,
+        matching::{self, PathMatch, RouteMatch, ValueMatch},
+    },
+    upstream::{Cluster, Endpoint, Protocol, lb},
+};
+use bytes::Bytes;
+use serval_common::{Resource, proto::config::v1 as pb};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, atomic::AtomicUsize},
+};
+
+/// Why a set of resources cannot be applied.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompileError {
+    /// A resource refers to a name that is not held.
+    #[error("{resource}: refers to {missing}, which was not received")]
+    Missing {
+        /// The referring resource.
+        resource: String,
+        /// The missing name.
+        missing: String,
+    },
+    /// A resource's content is invalid.
+    #[error("{resource}: {field}: {reason}")]
+    Invalid {
+        /// The resource.
+        resource: String,
+        /// The field, e.g. `virtual_hosts[0].routes[2].match.path.regex`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl CompileError {
+    /// The resource at fault.
+    pub fn resource(&self) -> &str {
+        match self {
+            Self::Missing { resource, .. } | Self::Invalid { resource, .. } => resource,
+        }
+    }
+}
+
+fn invalid(resource: &str, field: impl Into<String>, reason: impl Into<String>) -> CompileError {
+    CompileError::Invalid {
+        resource: resource.to_owned(),
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Compiles `resources`. `bind_ip` replaces every Listener's IP (`--bind-address`).
+pub fn compile(
+    version: String,
+    resources: BTreeMap<String, Resource>,
+    versions: BTreeMap<String, String>,
+    bind_ip: Option<IpAddr>,
+) -> Result<Config, CompileError> {
+    let mut clusters = BTreeMap::new();
+    for resource in resources.values() {
+        if let Resource::Cluster(c) = resource {
+            clusters.insert(c.name.clone(), Arc::new(cluster(c, &resources)?));
+        }
+    }
+    // Sockets, each with the Listener resources bound to it (by name, so the first name wins a
+    // host pattern that two of them define).
+    let mut sockets: BTreeMap<SocketAddr, Vec<&pb::Listener>> = BTreeMap::new();
+    for resource in resources.values() {
+        if let Resource::Listener(l) = resource {
+            let addr = listener_addr(l, bind_ip)?;
+            sockets.entry(addr).or_default().push(l);
+        }
+    }
+    let mut listeners = BTreeMap::new();
+    for (addr, ls) in sockets {
+        let mut router = Router::default();
+        let mut names = Vec::new();
+        for l in ls {
+            names.push(l.name.clone());
+            let Some(pb::listener::Protocol::Http(http)) = &l.protocol else {
+                return Err(invalid(&l.name, "protocol", "must be set"));
+            };
+            let Some(Resource::RouteConfig(rc)) = resources.get(&http.route_config_name) else {
+                return Err(CompileError::Missing {
+                    resource: l.name.clone(),
+                    missing: http.route_config_name.clone(),
+                });
+            };
+            add_route_config(&mut router, rc, &clusters)?;
+        }
+        listeners.insert(addr, ListenerConfig { names, router });
+    }
+    Ok(Config {
+        version,
+        resources,
+        versions,
+        listeners,
+    })
+}
+
+fn listener_addr(l: &pb::Listener, bind_ip: Option<IpAddr>) -> Result<SocketAddr, CompileError> {
+    let Some(address) = &l.address else {
+        return Err(invalid(&l.name, "address", "must be set"));
+    };
+    let ip: IpAddr = address
+        .ip
+        .parse()
+        .map_err(|_| invalid(&l.name, "address.ip", format!("{:?} is not an IP address", address.ip)))?;
+    let port = u16::try_from(address.port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| invalid(&l.name, "address.port", format!("{} is not a port", address.port)))?;
+    Ok(SocketAddr::new(bind_ip.unwrap_or(ip), port))
+}
+
+fn cluster(c: &pb::Cluster, resources: &BTreeMap<String, Resource>) -> Result<Cluster, CompileError> {
+    let Some(Resource::ClusterLoadAssignment(cla)) = resources.get(&c.load_assignment_name) else {
+        return Err(CompileError::Missing {
+            resource: c.name.clone(),
+            missing: c.load_assignment_name.clone(),
+        });
+    };
+    let mut endpoints = Vec::with_capacity(cla.endpoints.len());
+    for (i, e) in cla.endpoints.iter().enumerate() {
+        let field = format!("endpoints[{i}].address");
+        let address = e.address.as_ref().ok_or_else(|| invalid(&cla.name, &field, "must be set"))?;
+        let ip: IpAddr = address
+            .ip
+            .parse()
+            .map_err(|_| invalid(&cla.name, &field, format!("{:?} is not an IP address", address.ip)))?;
+        let port = u16::try_from(address.port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid(&cla.name, &field, format!("{} is not a port", address.port)))?;
+        endpoints.push(Endpoint {
+            addr: SocketAddr::new(ip, port),
+            hostname: e.hostname.clone(),
+        });
+    }
+    let protocol = match pb::UpstreamProtocol::try_from(c.protocol) {
+        Ok(pb::UpstreamProtocol::H2c) => Protocol::H2c,
+        Ok(_) => Protocol::Http1,
+        Err(_) => return Err(invalid(&c.name, "protocol", format!("unknown value {}", c.protocol))),
+    };
+    let lb = match pb::LbPolicy::try_from(c.lb_policy) {
+        Ok(pb::LbPolicy::Random) => lb::Policy::Random,
+        Ok(_) => lb::Policy::RoundRobin,
+        Err(_) => return Err(invalid(&c.name, "lb_policy", format!("unknown value {}", c.lb_policy))),
+    };
+    Ok(Cluster {
+        name: c.name.clone(),
+        service: c.service.clone(),
+        protocol,
+        endpoints,
+        lb,
+        cursor: AtomicUsize::new(0),
+    })
+}
+
+fn add_route_config(
+    router: &mut Router,
+    rc: &pb::RouteConfig,
+    clusters: &BTreeMap<String, Arc<Cluster>>,
+) -> Result<(), CompileError> {
+    for (v, vh) in rc.virtual_hosts.iter().enumerate() {
+        let mut routes = Vec::with_capacity(vh.routes.len());
+        for (r, route) in vh.routes.iter().enumerate() {
+            let field = format!("virtual_hosts[{v}].routes[{r}]");
+            routes.push(compile_route(&rc.name, &field, route, clusters)?);
+        }
+        let vhost = Arc::new(VirtualHost {
+            name: vh.name.clone(),
+            routes,
+        });
+        if vh.domains.is_empty() {
+            return Err(invalid(&rc.name, format!("virtual_hosts[{v}].domains"), "must not be empty"));
+        }
+        for (d, domain) in vh.domains.iter().enumerate() {
+            if !valid_domain(domain) {
+                return Err(invalid(
+                    &rc.name,
+                    format!("virtual_hosts[{v}].domains[{d}]"),
+                    format!("{domain:?} is not a host, *.suffix or *"),
+                ));
+            }
+            // A pattern two Listener resources on one socket both define: the first keeps it.
+            router.hosts.insert(domain, Arc::clone(&vhost));
+        }
+    }
+    Ok(())
+}
+
+fn valid_domain(d: &str) -> bool {
+    let name = d.strip_prefix("*.").unwrap_or(d);
+    d == "*"
+        || (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+}
+
+fn compile_route(
+    resource: &str,
+    field: &str,
+    route: &pb::Route,
+    clusters: &BTreeMap<String, Arc<Cluster>>,
+) -> Result<Route, CompileError> {
+    let matcher = compile_match(resource, &format!("{field}.match"), route.r#match.as_ref())?;
+    let action = match &route.action {
+        None => return Err(invalid(resource, format!("{field}.action"), "must be set")),
+        Some(pb::route::Action::DirectResponse(d)) => {
+            Action::Direct(direct(resource, &format!("{field}.direct_response"), d)?)
+        }
+        Some(pb::route::Action::Route(a)) => {
+            let mut cumulative = Vec::with_capacity(a.backends.len());
+            let mut total = 0u64;
+            for (b, backend) in a.backends.iter().enumerate() {
+                let bfield = format!("{field}.route.backends[{b}]");
+                let target = match &backend.target {
+                    None => return Err(invalid(resource, bfield, "target must be set")),
+                    Some(pb::weighted_backend::Target::Cluster(name)) => {
+                        let cluster = clusters.get(name).ok_or_else(|| CompileError::Missing {
+                            resource: resource.to_owned(),
+                            missing: name.clone(),
+                        })?;
+                        Target::Cluster(Arc::clone(cluster))
+                    }
+                    Some(pb::weighted_backend::Target::DirectResponse(d)) => {
+                        Target::Direct(direct(resource, &format!("{bfield}.direct_response"), d)?)
+                    }
+                };
+                if backend.weight == 0 {
+                    continue;
+                }
+                total += u64::from(backend.weight);
+                cumulative.push((total, target));
+            }
+            Action::Forward(WeightedBackends { cumulative, total })
+        }
+    };
+    Ok(Route {
+        name: route.name.clone(),
+        matcher,
+        action,
+    })
+}
+
+fn direct(resource: &str, field: &str, d: &pb::DirectResponse) -> Result<DirectResponse, CompileError> {
+    let status = u16::try_from(d.status)
+        .ok()
+        .and_then(|s| http::StatusCode::from_u16(s).ok())
+        .ok_or_else(|| invalid(resource, format!("{field}.status"), format!("{} is not an HTTP status", d.status)))?;
+    Ok(DirectResponse {
+        status,
+        body: Bytes::from(d.body.clone()),
+    })
+}
+
+fn compile_match(resource: &str, field: &str, m: Option<&pb::RouteMatch>) -> Result<RouteMatch, CompileError> {
+    let Some(m) = m else {
+        return Ok(RouteMatch::default());
+    };
+    let regex = |f: String, pattern: &str| {
+        matching::whole(pattern).map_err(|e| invalid(resource, f, format!("invalid regex {pattern:?}: {e}")))
+    };
+    let path = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
+        None => None,
+        Some(pb::path_match::Kind::Exact(v)) if v.starts_with('/') => Some(PathMatch::Exact(v.clone())),
+        Some(pb::path_match::Kind::Prefix(v)) if v.starts_with('/') => Some(PathMatch::prefix(v)),
+        Some(pb::path_match::Kind::Exact(v) | pb::path_match::Kind::Prefix(v)) => {
+            return Err(invalid(resource, format!("{field}.path"), format!("{v:?} must start with \"/\"")));
+        }
+        Some(pb::path_match::Kind::Regex(v)) => Some(PathMatch::Regex(regex(format!("{field}.path.regex"), v)?)),
+    };
+    let mut headers = Vec::with_capacity(m.headers.len());
+    for (i, h) in m.headers.iter().enumerate() {
+        let f = format!("{field}.headers[{i}]");
+        let name = http::HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| invalid(resource, format!("{f}.name"), format!("{:?} is not a header name", h.name)))?;
+        headers.push((name, value_match(resource, &f, h.kind.as_ref().map(|k| match k {
+            pb::header_match::Kind::Exact(v) => (false, v.as_str()),
+            pb::header_match::Kind::Regex(v) => (true, v.as_str()),
+        }))?));
+    }
+    let mut query_params = Vec::with_capacity(m.query_params.len());
+    for (i, q) in m.query_params.iter().enumerate() {
+        let f = format!("{field}.query_params[{i}]");
+        query_params.push((q.name.clone(), value_match(resource, &f, q.kind.as_ref().map(|k| match k {
+            pb::query_param_match::Kind::Exact(v) => (false, v.as_str()),
+            pb::query_param_match::Kind::Regex(v) => (true, v.as_str()),
+        }))?));
+    }
+    let method = if m.method.is_empty() {
+        None
+    } else {
+        Some(
+            http::Method::from_bytes(m.method.as_bytes())
+                .map_err(|_| invalid(resource, format!("{field}.method"), format!("{:?} is not a method", m.method)))?,
+        )
+    };
+    Ok(RouteMatch {
+        path,
+        headers,
+        query_params,
+        method,
+    })
+}
+
+fn value_match(resource: &str, field: &str, kind: Option<(bool, &str)>) -> Result<ValueMatch, CompileError> {
+    match kind {
+        None => Err(invalid(resource, format!("{field}.kind"), "must be set")),
+        Some((false, v)) => Ok(ValueMatch::Exact(v.to_owned())),
+        Some((true, v)) => matching::whole(v)
+            .map(ValueMatch::Regex)
+            .map_err(|e| invalid(resource, format!("{field}.regex"), format!("invalid regex {v:?}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

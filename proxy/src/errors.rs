@@ -1,0 +1,79 @@
+//! Errors on the request path, each mapped to the HTTP status the client sees and tagged with who
+//! is at fault (pingora's `ErrorSource`).
+
+use http::StatusCode;
+
+/// Who caused an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The request itself (bad host, no route).
+    Downstream,
+    /// The backend (connection refused, reset).
+    Upstream,
+    /// Configuration (invalid backends).
+    Internal,
+}
+
+/// A request that could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No listener configuration for the socket (it is being removed).
+    #[error("no listener configuration for this socket")]
+    NoListener,
+    /// No virtual host or route matched.
+    #[error("no route matches host {host:?} path {path:?}")]
+    NoRoute {
+        /// Request host.
+        host: String,
+        /// Request path.
+        path: String,
+    },
+    /// Every backend of the rule has weight 0 or is invalid.
+    #[error("route {route}: no valid backend")]
+    NoBackend {
+        /// Route name.
+        route: String,
+    },
+    /// The cluster has no ready endpoint.
+    #[error("cluster {cluster}: no ready endpoints")]
+    NoEndpoints {
+        /// Cluster name.
+        cluster: String,
+    },
+    /// Connecting to or talking to the endpoint failed.
+    #[error("cluster {cluster}: endpoint {endpoint}: {source}")]
+    Upstream {
+        /// Cluster name.
+        cluster: String,
+        /// Endpoint address.
+        endpoint: std::net::SocketAddr,
+        /// The client error.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The request could not be rewritten for the upstream.
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoListener | Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::NoBackend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Who is at fault.
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            Self::NoListener | Self::NoRoute { .. } | Self::BadRequest(_) => ErrorSource::Downstream,
+            Self::NoBackend { .. } => ErrorSource::Internal,
+            Self::NoEndpoints { .. } | Self::Upstream { .. } => ErrorSource::Upstream,
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The proxy's metric families (registered with the `serval_` prefix).
+
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+/// Every proxy metric.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Responses by status code.
+    pub responses: Family<Vec<(String, String)>, Counter>,
+    /// 1 while a delta stream to the control plane is open.
+    pub xds_connected: Gauge,
+    /// Delta responses received.
+    pub xds_responses: Counter,
+    /// Resources received in delta responses (upserts).
+    pub xds_resources_received: Counter,
+    /// Configuration versions applied (ACKed).
+    pub config_applied: Counter,
+    /// Configuration versions rejected (NACKed).
+    pub config_rejected: Counter,
+    /// Streams opened to the control plane.
+    pub xds_connects: Counter,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            responses: Family::default(),
+            xds_connected: Gauge::default(),
+            xds_responses: Counter::default(),
+            xds_resources_received: Counter::default(),
+            config_applied: Counter::default(),
+            config_rejected: Counter::default(),
+            xds_connects: Counter::default(),
+        };
+        registry.register("http_responses", "HTTP responses sent, by status code", m.responses.clone());
+        registry.register("xds_connected", "1 while the delta stream is open", m.xds_connected.clone());
+        registry.register("xds_responses", "Delta responses received", m.xds_responses.clone());
+        registry.register(
+            "xds_resources_received",
+            "Resources received in delta responses",
+            m.xds_resources_received.clone(),
+        );
+        registry.register("config_applied", "Configuration versions applied", m.config_applied.clone());
+        registry.register("config_rejected", "Configuration versions rejected", m.config_rejected.clone());
+        registry.register("xds_connects", "Delta streams opened", m.xds_connects.clone());
+        m
+    }
+
+    /// Counts one response.
+    pub fn record_response(&self, status: http::StatusCode) {
+        self.responses
+            .get_or_create(&vec![("code".to_owned(), status.as_u16().to_string())])
+            .inc();
+    }
+}

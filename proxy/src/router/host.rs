@@ -1,0 +1,103 @@
+//! Host lookup for virtual hosts: exact names, wildcard suffixes (`*.example.com`, one or more
+//! labels) with the longest suffix winning, and the catch-all `*`.
+
+use std::collections::HashMap;
+
+/// A table from host patterns to values.
+#[derive(Debug)]
+pub struct HostTable<T> {
+    exact: HashMap<String, T>,
+    /// `(".example.com", value)`, longest suffix first.
+    wildcard: Vec<(String, T)>,
+    any: Option<T>,
+}
+
+impl<T> Default for HostTable<T> {
+    fn default() -> Self {
+        Self {
+            exact: HashMap::new(),
+            wildcard: Vec::new(),
+            any: None,
+        }
+    }
+}
+
+impl<T> HostTable<T> {
+    /// Adds `pattern` → `value` unless the pattern is already present (the first insert wins).
+    /// Returns false if it was present.
+    pub fn insert(&mut self, pattern: &str, value: T) -> bool {
+        let pattern = pattern.to_ascii_lowercase();
+        if pattern == "*" {
+            if self.any.is_some() {
+                return false;
+            }
+            self.any = Some(value);
+            return true;
+        }
+        if let Some(suffix) = pattern.strip_prefix('*') {
+            if self.wildcard.iter().any(|(s, _)| s == suffix) {
+                return false;
+            }
+            self.wildcard.push((suffix.to_owned(), value));
+            self.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            return true;
+        }
+        if self.exact.contains_key(&pattern) {
+            return false;
+        }
+        self.exact.insert(pattern, value);
+        true
+    }
+
+    /// The value for `host` (lower-case, without port).
+    pub fn get(&self, host: &str) -> Option<&T> {
+        if let Some(v) = self.exact.get(host) {
+            return Some(v);
+        }
+        self.wildcard
+            .iter()
+            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+            .map(|(_, v)| v)
+            .or(self.any.as_ref())
+    }
+
+    /// Number of patterns.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len() + usize::from(self.any.is_some())
+    }
+
+    /// True if there are no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_then_longest_wildcard_then_any() {
+        let mut t = HostTable::default();
+        t.insert("*", 0);
+        t.insert("*.example.com", 1);
+        t.insert("*.a.example.com", 2);
+        t.insert("foo.a.example.com", 3);
+        assert_eq!(t.get("foo.a.example.com"), Some(&3));
+        assert_eq!(t.get("bar.a.example.com"), Some(&2));
+        assert_eq!(t.get("x.y.example.com"), Some(&1));
+        assert_eq!(t.get("example.com"), Some(&0));
+        assert_eq!(t.get("other.org"), Some(&0));
+        assert!(!t.insert("*.example.com", 9), "first insert wins");
+        assert_eq!(t.get("x.example.com"), Some(&1));
+    }
+
+    #[test]
+    fn no_catch_all_means_no_match() {
+        let mut t = HostTable::default();
+        t.insert("Foo.COM", 1);
+        assert_eq!(t.get("foo.com"), Some(&1));
+        assert_eq!(t.get("bar.com"), None);
+        assert_eq!(t.len(), 1);
+    }
+}

@@ -1,0 +1,107 @@
+//! Upstreams: compiled clusters (endpoints + load balancing) and the shared HTTP clients whose
+//! keep-alive pools outlive configuration swaps (pools are keyed by endpoint address, so a swap that
+//! keeps an endpoint keeps its warm connections).
+//!
+//! Health checking and outlier ejection are not done yet.
+
+pub mod lb;
+
+use crate::http::Body;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use std::{net::SocketAddr, sync::atomic::AtomicUsize, time::Duration};
+
+/// Application protocol spoken to a cluster's endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 prior knowledge, no TLS.
+    H2c,
+}
+
+/// One compiled cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Resource name.
+    pub name: String,
+    /// The Service, `namespace/name`.
+    pub service: String,
+    /// Protocol to the endpoints.
+    pub protocol: Protocol,
+    /// Ready endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Endpoint picking.
+    pub lb: lb::Policy,
+    /// Round-robin cursor.
+    pub(crate) cursor: AtomicUsize,
+}
+
+/// One endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Address to connect to.
+    pub addr: SocketAddr,
+    /// Pod name, for logs.
+    pub hostname: String,
+}
+
+/// Tunables of the upstream clients.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Time allowed to open a TCP connection.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per endpoint.
+    pub max_idle_per_endpoint: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_endpoint: 64,
+        }
+    }
+}
+
+/// The shared upstream HTTP clients (one per protocol), each with its own connection pool.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    http1: Client<HttpConnector, Body>,
+    h2c: Client<HttpConnector, Body>,
+}
+
+impl Upstream {
+    /// Clients with `settings`.
+    pub fn new(settings: Settings) -> Self {
+        let connector = || {
+            let mut c = HttpConnector::new();
+            c.set_connect_timeout(Some(settings.connect_timeout));
+            c.set_nodelay(true);
+            c.enforce_http(true);
+            c
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(settings.idle_timeout)
+            .pool_max_idle_per_host(settings.max_idle_per_endpoint)
+            // The proxy sets Host itself from the downstream request.
+            .set_host(false);
+        let http1 = builder.build(connector());
+        let h2c = builder.http2_only(true).build(connector());
+        Self { http1, h2c }
+    }
+
+    /// The client for `protocol`.
+    pub fn client(&self, protocol: Protocol) -> &Client<HttpConnector, Body> {
+        match protocol {
+            Protocol::Http1 => &self.http1,
+            Protocol::H2c => &self.h2c,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The delta stream to the control plane: connect (jittered exponential backoff), send the node
+//! and `initial_resource_versions` (what the running config holds, so a reconnect after a control
+//! plane restart transfers nothing when nothing changed), then answer every response.
+
+use super::apply::Applier;
+use crate::metrics::Metrics;
+use serval_common::{
+    proto::discovery::v1::{
+        DeltaConfigRequest, DeltaConfigResponse, Node, config_discovery_client::ConfigDiscoveryClient,
+    },
+    readiness::Latch,
+    shutdown,
+};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+/// How to reach the control plane.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `http://host:port` of the delta server.
+    pub server: String,
+    /// The node this proxy announces.
+    pub node: Node,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+/// The delta protocol client.
+#[derive(Debug)]
+pub struct Client {
+    settings: Settings,
+    applier: Applier,
+    metrics: Arc<Metrics>,
+}
+
+/// Why one stream ended.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("stream: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("stream closed by the server")]
+    Closed,
+}
+
+impl Client {
+    /// A client applying responses with `applier`.
+    pub fn new(settings: Settings, applier: Applier, metrics: Arc<Metrics>) -> Self {
+        Self {
+            settings,
+            applier,
+            metrics,
+        }
+    }
+
+    /// Runs until shutdown, reconnecting as needed. `ready` is released after the first
+    /// configuration was applied and ACKed.
+    pub async fn run(self, mut shutdown: shutdown::Watch, ready: Latch) {
+        let mut ready = Some(ready);
+        let mut delay = self.settings.backoff_min;
+        loop {
+            let mut applied_any = false;
+            let result = tokio::select! {
+                _ = shutdown.fired() => return,
+                r = self.stream(&mut ready, &mut applied_any) => r,
+            };
+            self.metrics.xds_connected.set(0);
+            if applied_any {
+                delay = self.settings.backoff_min;
+            }
+            let error = match result {
+                Ok(()) => StreamError::Closed,
+                Err(e) => e,
+            };
+            // Full jitter: a fleet reconnecting after a control-plane restart spreads out.
+            let sleep = Duration::from_millis(fastrand::u64(delay.as_millis() as u64 / 2..=delay.as_millis() as u64));
+            tracing::warn!(%error, server = %self.settings.server, retry_in = ?sleep, "delta stream down; serving the last configuration");
+            tokio::select! {
+                _ = shutdown.fired() => return,
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            delay = (delay * 2).min(self.settings.backoff_max);
+        }
+    }
+
+    async fn stream(&self, ready: &mut Option<Latch>, applied_any: &mut bool) -> Result<(), StreamError> {
+        let channel = Endpoint::from_shared(self.settings.server.clone())?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .connect()
+            .await?;
+        let mut client = ConfigDiscoveryClient::new(channel);
+        let (tx, rx) = mpsc::channel::<DeltaConfigRequest>(4);
+        let held = self.applier.store.load();
+        let hello = DeltaConfigRequest {
+            node: Some(self.settings.node.clone()),
+            initial_resource_versions: held.versions.clone(),
+            ..Default::default()
+        };
+        tx.send(hello).await.map_err(|_| StreamError::Closed)?;
+        let mut inbound = client.delta_config(ReceiverStream::new(rx)).await?.into_inner();
+        self.metrics.xds_connects.inc();
+        self.metrics.xds_connected.set(1);
+        tracing::info!(server = %self.settings.server, held = held.versions.len(), "delta stream open");
+        while let Some(response) = inbound.message().await? {
+            let answer = self.answer(&response);
+            let acked = answer.error_detail.is_none();
+            tx.send(answer).await.map_err(|_| StreamError::Closed)?;
+            if acked {
+                *applied_any = true;
+                if let Some(latch) = ready.take() {
+                    latch.release();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn answer(&self, response: &DeltaConfigResponse) -> DeltaConfigRequest {
+        self.metrics.xds_responses.inc();
+        self.metrics
+            .xds_resources_received
+            .inc_by(response.resources.len() as u64);
+        let error_detail = match self.applier.apply(response) {
+            Ok(()) => {
+                self.metrics.config_applied.inc();
+                tracing::info!(
+                    version = %response.system_version_info,
+                    upserts = response.resources.len(),
+                    removals = response.removed_resources.len(),
+                    "configuration applied"
+                );
+                None
+            }
+            Err(detail) => {
+                self.metrics.config_rejected.inc();
+                tracing::warn!(version = %response.system_version_info, error = %detail.message, "configuration rejected (NACK); keeping the last good one");
+                Some(detail)
+            }
+        };
+        DeltaConfigRequest {
+            response_nonce: response.nonce.clone(),
+            error_detail,
+            ..Default::default()
+        }
+    }
+}
