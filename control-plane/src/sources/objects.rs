@@ -104,6 +104,11 @@ pub fn parse_documents(origin: &str, text: &str) -> Result<Parsed, ParseError> {
             origin: origin.to_owned(),
             message: e.to_string(),
         })?;
+    parse_values(origin, documents)
+}
+
+/// Decodes already-parsed documents (`null` documents, from empty `---` sections, are ignored).
+pub fn parse_values(origin: &str, documents: Vec<serde_json::Value>) -> Result<Parsed, ParseError> {
     let mut parsed = Parsed::default();
     for (index, doc) in documents.into_iter().enumerate() {
         if doc.is_null() {
