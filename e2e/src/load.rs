@@ -1,0 +1,97 @@
+//! A bounded request loop for e2e tests: N workers send GETs through the gateway until stopped (or
+//! a hard cap on count and time), recording every failure and which pod answered.
+
+use crate::harness::HttpClient;
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::task::JoinSet;
+
+/// What the loop saw.
+#[derive(Debug, Default)]
+pub struct LoopReport {
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests that failed (error or non-200), with their reason.
+    pub failures: Vec<String>,
+    /// Answers per pod.
+    pub pods: BTreeMap<String, u64>,
+}
+
+/// A running request loop.
+#[derive(Debug)]
+pub struct RequestLoop {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    tasks: JoinSet<LoopReport>,
+    last_pod: Arc<tokio::sync::Mutex<String>>,
+}
+
+impl RequestLoop {
+    /// Starts `workers` loops of GET `http://gateway{path}` with `Host: host`. Each stops after
+    /// `max_requests` or `max_time` even if never told to.
+    pub fn start(gateway: SocketAddr, host: &str, path: &str, workers: usize, max_requests: u64, max_time: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let last_pod = Arc::new(tokio::sync::Mutex::new(String::new()));
+        let mut tasks = JoinSet::new();
+        for _ in 0..workers {
+            let (stop, sent, last_pod) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&last_pod));
+            let (host, path) = (host.to_owned(), path.to_owned());
+            tasks.spawn(async move {
+                let client = HttpClient::http1();
+                let started = Instant::now();
+                let mut report = LoopReport::default();
+                while !stop.load(Ordering::Relaxed)
+                    && sent.load(Ordering::Relaxed) < max_requests
+                    && started.elapsed() < max_time
+                {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    report.sent += 1;
+                    match client.get(gateway, &host, &path, &[]).await {
+                        Ok(r) if r.status == 200 => {
+                            let pod = r.echo().map(|e| e.pod).unwrap_or_default();
+                            *last_pod.lock().await = pod.clone();
+                            *report.pods.entry(pod).or_default() += 1;
+                        }
+                        Ok(r) => report.failures.push(format!("status {}: {}", r.status, String::from_utf8_lossy(&r.body))),
+                        Err(e) => report.failures.push(e),
+                    }
+                }
+                report
+            });
+        }
+        Self { stop, sent, tasks, last_pod }
+    }
+
+    /// Requests sent so far by all workers.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// The pod of the latest successful answer.
+    pub async fn last_pod(&self) -> String {
+        self.last_pod.lock().await.clone()
+    }
+
+    /// Stops the workers and merges their reports.
+    pub async fn stop(mut self) -> LoopReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = LoopReport::default();
+        while let Some(result) = self.tasks.join_next().await {
+            let Ok(report) = result else { continue };
+            total.sent += report.sent;
+            total.failures.extend(report.failures);
+            for (pod, n) in report.pods {
+                *total.pods.entry(pod).or_default() += n;
+            }
+        }
+        total
+    }
+}
