@@ -134,7 +134,11 @@ impl Admin {
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    reply(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+    reply(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {

@@ -7,12 +7,18 @@ use crate::ResourceKind;
 
 /// `listener/<namespace>/<gateway>/<port>`: one socket of a Gateway.
 pub fn listener(namespace: &str, gateway: &str, port: u16) -> String {
-    format!("{}/{namespace}/{gateway}/{port}", ResourceKind::Listener.prefix())
+    format!(
+        "{}/{namespace}/{gateway}/{port}",
+        ResourceKind::Listener.prefix()
+    )
 }
 
 /// `routeconfig/<namespace>/<gateway>/<port>`: the routes of one HTTP listener socket.
 pub fn route_config(namespace: &str, gateway: &str, port: u16) -> String {
-    format!("{}/{namespace}/{gateway}/{port}", ResourceKind::RouteConfig.prefix())
+    format!(
+        "{}/{namespace}/{gateway}/{port}",
+        ResourceKind::RouteConfig.prefix()
+    )
 }
 
 /// `route/<namespace>/<kind>/<name>/rule/<rule>/match/<match>`: one match of one route rule
@@ -26,7 +32,10 @@ pub fn route(namespace: &str, kind: &str, name: &str, rule: usize, match_index: 
 
 /// `cluster/<namespace>/<service>/<port>`: one Service port.
 pub fn cluster(namespace: &str, service: &str, port: u16) -> String {
-    format!("{}/{namespace}/{service}/{port}", ResourceKind::Cluster.prefix())
+    format!(
+        "{}/{namespace}/{service}/{port}",
+        ResourceKind::Cluster.prefix()
+    )
 }
 
 /// `endpoints/<namespace>/<service>/<port>`: the ready endpoints of one Service port.
@@ -61,7 +70,10 @@ mod tests {
         for (name, kind) in cases {
             assert_eq!(ResourceKind::of_name(&name), Some(kind), "{name}");
         }
-        assert_eq!(ResourceKind::of_name("route/ns/httproute/x/rule/0/match/0"), None);
+        assert_eq!(
+            ResourceKind::of_name("route/ns/httproute/x/rule/0/match/0"),
+            None
+        );
         assert_eq!(listener("a", "b", 8080), "listener/a/b/8080");
         assert_eq!(
             route("a", "HTTPRoute", "web", 1, 2),

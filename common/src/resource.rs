@@ -6,10 +6,7 @@
 //! which resources a proxy needs, the proxy to check that a configuration is complete.
 //! This module does not validate resource contents beyond decoding.
 
-use crate::{
-    proto::config::v1 as pb,
-    version::Version,
-};
+use crate::{proto::config::v1 as pb, version::Version};
 use pbjson_types::Any;
 use prost::Message;
 use std::fmt;
@@ -232,7 +229,8 @@ impl Resource {
                 for route in rc.virtual_hosts.iter().flat_map(|vh| &vh.routes) {
                     if let Some(pb::route::Action::Route(action)) = &route.action {
                         for backend in &action.backends {
-                            if let Some(pb::weighted_backend::Target::Cluster(c)) = &backend.target {
+                            if let Some(pb::weighted_backend::Target::Cluster(c)) = &backend.target
+                            {
                                 out.push(c.clone());
                             }
                         }

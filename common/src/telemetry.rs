@@ -53,4 +53,3 @@ pub fn registry(component: &str) -> Registry {
     registry.register("build_info", "Serval build information", info);
     registry
 }
-

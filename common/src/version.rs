@@ -100,7 +100,8 @@ mod tests {
         let v2 = Version::of_bytes(b"2");
         let a: BTreeMap<&str, &Version> = [("a", &v1), ("b", &v2)].into();
         let b: BTreeMap<&str, &Version> = [("a", &v2), ("b", &v1)].into();
-        let of = |m: &BTreeMap<&str, &Version>| SnapshotVersion::of(m.iter().map(|(k, v)| (*k, *v)));
+        let of =
+            |m: &BTreeMap<&str, &Version>| SnapshotVersion::of(m.iter().map(|(k, v)| (*k, *v)));
         assert_eq!(of(&a), of(&a.clone()));
         assert_ne!(of(&a), of(&b));
         // The separator keeps ("ab", "c") apart from ("a", "bc").

@@ -39,15 +39,19 @@ impl Metrics {
             xds_acks: Counter::default(),
             xds_nacks: Counter::default(),
             translations: Counter::default(),
-            translate_seconds: Histogram::new(
-                [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0].into_iter(),
-            ),
+            translate_seconds: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
             snapshots: Counter::default(),
             snapshot_resources: Gauge::default(),
             config_file_errors: Gauge::default(),
         };
         registry.register("xds_streams", "Open delta streams", m.xds_streams.clone());
-        registry.register("xds_responses", "Delta responses sent", m.xds_responses.clone());
+        registry.register(
+            "xds_responses",
+            "Delta responses sent",
+            m.xds_responses.clone(),
+        );
         registry.register("xds_acks", "ACKs received", m.xds_acks.clone());
         registry.register("xds_nacks", "NACKs received", m.xds_nacks.clone());
         registry.register("translations", "Translations run", m.translations.clone());

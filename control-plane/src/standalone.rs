@@ -168,7 +168,9 @@ async fn translator(
         };
         let output = translate::translate(&inputs, &options);
         metrics.translations.inc();
-        metrics.translate_seconds.observe(started.elapsed().as_secs_f64());
+        metrics
+            .translate_seconds
+            .observe(started.elapsed().as_secs_f64());
         // Log each diagnostic once, not on every reload.
         let current: BTreeSet<String> = output.diagnostics.iter().cloned().collect();
         for d in current.difference(&reported) {
@@ -177,7 +179,9 @@ async fn translator(
         reported = current;
 
         let snapshot = Snapshot::new(output.resources);
-        metrics.snapshot_resources.set(snapshot.resources.len() as i64);
+        metrics
+            .snapshot_resources
+            .set(snapshot.resources.len() as i64);
         if snapshot.version != snapshots.borrow().version {
             tracing::info!(version = %snapshot.version, resources = snapshot.resources.len(), "new snapshot");
             metrics.snapshots.inc();

@@ -58,16 +58,23 @@ pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
     let (classes, class_statuses) = gateway_class::translate(inputs, opts);
     out.statuses.extend(class_statuses);
     let mut gateways = gateway::analyze(inputs, &classes);
-    let (entries, route_statuses) = http_route::translate(inputs, opts, &mut gateways, &mut out.resources);
+    let (entries, route_statuses) =
+        http_route::translate(inputs, opts, &mut gateways, &mut out.resources);
     route_config::build(&gateways, &entries, &mut out.resources);
     out.statuses.extend(gateways.iter().map(|g| g.status(opts)));
     out.statuses.extend(route_statuses);
     out.statuses.sort_by(|a, b| {
-        (&a.kind, &a.metadata.namespace, &a.metadata.name).cmp(&(&b.kind, &b.metadata.namespace, &b.metadata.name))
+        (&a.kind, &a.metadata.namespace, &a.metadata.name).cmp(&(
+            &b.kind,
+            &b.metadata.namespace,
+            &b.metadata.name,
+        ))
     });
     for ((ns, name), gw) in &inputs.gateways {
         if !classes.contains(&gw.spec.gateway_class_name)
-            && !inputs.gateway_classes.contains_key(&gw.spec.gateway_class_name)
+            && !inputs
+                .gateway_classes
+                .contains_key(&gw.spec.gateway_class_name)
         {
             out.diagnostics.push(format!(
                 "Gateway {ns}/{name}: GatewayClass {:?} not found; ignored",

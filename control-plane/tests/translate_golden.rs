@@ -47,7 +47,9 @@ fn main() {
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -71,10 +73,10 @@ fn remove_orphans(root: &Path) {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Some(stem) = path.to_str().and_then(|p| p.strip_suffix(".out.yaml")) {
-                if !Path::new(&format!("{stem}.in.yaml")).exists() {
-                    let _ = std::fs::remove_file(&path);
-                }
+            } else if let Some(stem) = path.to_str().and_then(|p| p.strip_suffix(".out.yaml"))
+                && !Path::new(&format!("{stem}.in.yaml")).exists()
+            {
+                let _ = std::fs::remove_file(&path);
             }
         }
     }
@@ -101,8 +103,14 @@ fn load(path: &Path) -> Result<Vec<Value>, Failed> {
 fn run_case(root: &Path, input: &Path, bless: bool) -> Result<(), Failed> {
     let mut docs = load(input)?;
     let mut options = CaseOptions::default();
-    if docs.first().and_then(|d| d.get("kind")).and_then(Value::as_str) == Some("TranslateOptions") {
-        options = serde_json::from_value(docs.remove(0)).map_err(|e| format!("TranslateOptions: {e}"))?;
+    if docs
+        .first()
+        .and_then(|d| d.get("kind"))
+        .and_then(Value::as_str)
+        == Some("TranslateOptions")
+    {
+        options =
+            serde_json::from_value(docs.remove(0)).map_err(|e| format!("TranslateOptions: {e}"))?;
     }
     let mut all = Vec::new();
     if options.base.unwrap_or(true) {
@@ -124,7 +132,7 @@ fn run_case(root: &Path, input: &Path, bless: bool) -> Result<(), Failed> {
         now: options.now.unwrap_or_else(|| NOW.to_owned()),
     };
 
-    let objects = objects::parse_values(&input.display().to_string(), all.clone())
+    let objects = objects::parse_values(&input.display().to_string(), all)
         .map_err(|e| e.to_string())?
         .objects;
     let (rendered, version) = render(&objects, &opts)?;
@@ -132,13 +140,17 @@ fn run_case(root: &Path, input: &Path, bless: bool) -> Result<(), Failed> {
     // Invariant: order independence.
     let mut reversed = objects.clone();
     reversed.reverse();
-    let mut shuffled = objects.clone();
+    let mut shuffled = objects;
     let mut rng = fastrand::Rng::with_seed(7);
     rng.shuffle(&mut shuffled);
     for (what, permuted) in [("reversed", reversed), ("shuffled", shuffled)] {
         let (again, again_version) = render(&permuted, &opts)?;
         if again != rendered || again_version != version {
-            return Err(format!("{what} input gives a different output:\n{}", diff(&rendered, &again)).into());
+            return Err(format!(
+                "{what} input gives a different output:\n{}",
+                diff(&rendered, &again)
+            )
+            .into());
         }
     }
 
@@ -197,7 +209,13 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
     check_status_coverage(&inputs, opts, &output.statuses)?;
 
     let mut groups: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-    for key in ["listeners", "routeConfigs", "clusters", "clusterLoadAssignments", "secrets"] {
+    for key in [
+        "listeners",
+        "routeConfigs",
+        "clusters",
+        "clusterLoadAssignments",
+        "secrets",
+    ] {
         groups.insert(key, Vec::new());
     }
     for resource in output.resources.values() {
@@ -237,17 +255,23 @@ fn check_status_coverage(
 ) -> Result<(), Failed> {
     let has = |kind: &str, ns: &str, name: &str| {
         statuses.iter().any(|s| {
-            s.kind == kind && s.metadata.name == name && s.metadata.namespace.as_deref().unwrap_or("") == ns
+            s.kind == kind
+                && s.metadata.name == name
+                && s.metadata.namespace.as_deref().unwrap_or("") == ns
         })
     };
     for (name, class) in &inputs.gateway_classes {
         let ours = class.spec.controller_name == opts.controller_name;
         if ours != has("GatewayClass", "", name) {
-            return Err(format!("GatewayClass {name}: status coverage wrong (ours: {ours})").into());
+            return Err(
+                format!("GatewayClass {name}: status coverage wrong (ours: {ours})").into(),
+            );
         }
         for ((ns, gw), gateway) in &inputs.gateways {
             if gateway.spec.gateway_class_name == *name && ours != has("Gateway", ns, gw) {
-                return Err(format!("Gateway {ns}/{gw}: status coverage wrong (ours: {ours})").into());
+                return Err(
+                    format!("Gateway {ns}/{gw}: status coverage wrong (ours: {ours})").into(),
+                );
             }
         }
     }

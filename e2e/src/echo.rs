@@ -90,7 +90,11 @@ async fn answer(req: Request<Incoming>, identity: &Identity) -> Response<Full<By
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_default();
     let echo = Echo {
-        path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         host,
         method: parts.method.to_string(),
         proto: format!("{:?}", parts.version),

@@ -25,7 +25,13 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe
         .parent()
-        .and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) })
+        .and_then(|deps| {
+            if deps.ends_with("deps") {
+                deps.parent()
+            } else {
+                Some(deps)
+            }
+        })
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let path = dir.join(name);
@@ -64,7 +70,8 @@ impl TempDir {
     pub fn new(tag: &str) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("serval-e2e-{tag}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("serval-e2e-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         Self(path)
@@ -101,11 +108,17 @@ impl Process {
     /// Starts `binary` with `args`, logging to `log_dir/<name>.log`.
     pub fn start(name: &str, binary: &Path, args: &[String], log_dir: &Path) -> Self {
         let log = log_dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let err = file.try_clone().unwrap_or_else(|e| panic!("clone log: {e}"));
+        let file =
+            std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let err = file
+            .try_clone()
+            .unwrap_or_else(|e| panic!("clone log: {e}"));
         let child = Command::new(binary)
             .args(args)
-            .env("SERVAL_LOG", "info,serval_proxy=debug,serval_control_plane=debug")
+            .env(
+                "SERVAL_LOG",
+                "info,serval_proxy=debug,serval_control_plane=debug",
+            )
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -133,7 +146,9 @@ impl Process {
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 
@@ -141,7 +156,12 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("----- log of {} -----\n{}\n----- end of {} -----", self.name, self.log(), self.name);
+            eprintln!(
+                "----- log of {} -----\n{}\n----- end of {} -----",
+                self.name,
+                self.log(),
+                self.name
+            );
         }
     }
 }
@@ -195,12 +215,21 @@ impl HttpClient {
     }
 
     /// GET `http://addr{path}` with `Host: host` and extra headers; errors are strings.
-    pub async fn get(&self, addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
-        let mut builder = Request::get(format!("http://{addr}{path}")).header(http::header::HOST, host);
+    pub async fn get(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut builder =
+            Request::get(format!("http://{addr}{path}")).header(http::header::HOST, host);
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let req = builder.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+        let req = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(Duration::from_secs(5), self.client.request(req))
             .await
             .map_err(|_| "timed out".to_owned())?
@@ -219,7 +248,9 @@ impl HttpClient {
 /// One HTTP/2 prior-knowledge GET to `addr` with `:authority` = `host` (what real HTTP/2 clients
 /// send instead of a Host header).
 pub async fn h2c_get(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, String> {
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(stream),
@@ -235,21 +266,30 @@ pub async fn h2c_get(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, 
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     driver.abort();
     Ok(Reply { status, body })
 }
 
 /// Text of `http://addr{path}` (admin endpoints), or an error.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> Result<Reply, String> {
-    HttpClient::http1().get(addr, &addr.to_string(), path, &[]).await
+    HttpClient::http1()
+        .get(addr, &addr.to_string(), path, &[])
+        .await
 }
 
 /// The value of a counter or gauge in Prometheus text, summed over label sets.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let metric_name = key.split('{').next().unwrap_or(key);
         if metric_name == name {
             let v: f64 = value.parse().ok()?;
@@ -334,7 +374,12 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts standalone on `config_dir` with free ports (or `xds` if given) and waits for `/readyz`.
-    pub async fn start(config_dir: &Path, log_dir: &Path, xds: Option<SocketAddr>, extra: &[&str]) -> Self {
+    pub async fn start(
+        config_dir: &Path,
+        log_dir: &Path,
+        xds: Option<SocketAddr>,
+        extra: &[&str],
+    ) -> Self {
         let xds = xds.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut args: Vec<String> = vec![
@@ -349,16 +394,29 @@ impl ControlPlane {
             "50".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let proxy_admin = (!extra.contains(&"--no-proxy")).then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let proxy_admin = (!extra.contains(&"--no-proxy"))
+            .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         if let Some(a) = proxy_admin {
             args.push("--proxy-admin-addr".into());
             args.push(a.to_string());
         }
-        let process = Process::start("control-plane", &binary("serval-control-plane"), &args, log_dir);
-        let cp = Self { xds, admin, proxy_admin, process };
+        let process = Process::start(
+            "control-plane",
+            &binary("serval-control-plane"),
+            &args,
+            log_dir,
+        );
+        let cp = Self {
+            xds,
+            admin,
+            proxy_admin,
+            process,
+        };
         for addr in std::iter::once(admin).chain(proxy_admin) {
             let ready = wait_until(Duration::from_secs(20), || async {
-                admin_get(addr, "/readyz").await.is_ok_and(|r| r.status == StatusCode::OK)
+                admin_get(addr, "/readyz")
+                    .await
+                    .is_ok_and(|r| r.status == StatusCode::OK)
             })
             .await;
             assert!(ready, "standalone not ready on {addr}");
@@ -398,7 +456,9 @@ impl Proxy {
         let process = Process::start(node_id, &binary("serval-proxy"), &args, log_dir);
         let proxy = Self { admin, process };
         let ready = wait_until(Duration::from_secs(20), || async {
-            admin_get(admin, "/readyz").await.is_ok_and(|r| r.status == StatusCode::OK)
+            admin_get(admin, "/readyz")
+                .await
+                .is_ok_and(|r| r.status == StatusCode::OK)
         })
         .await;
         assert!(ready, "proxy {node_id} not ready on {admin}");
@@ -413,7 +473,9 @@ impl Proxy {
 
     /// The proxy's `/config_dump` as JSON.
     pub async fn config_dump(&self) -> serde_json::Value {
-        let reply = admin_get(self.admin, "/config_dump").await.unwrap_or_else(|e| panic!("config_dump: {e}"));
+        let reply = admin_get(self.admin, "/config_dump")
+            .await
+            .unwrap_or_else(|e| panic!("config_dump: {e}"));
         serde_json::from_slice(&reply.body).unwrap_or_default()
     }
 }

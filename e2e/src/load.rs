@@ -36,13 +36,21 @@ pub struct RequestLoop {
 impl RequestLoop {
     /// Starts `workers` loops of GET `http://gateway{path}` with `Host: host`. Each stops after
     /// `max_requests` or `max_time` even if never told to.
-    pub fn start(gateway: SocketAddr, host: &str, path: &str, workers: usize, max_requests: u64, max_time: Duration) -> Self {
+    pub fn start(
+        gateway: SocketAddr,
+        host: &str,
+        path: &str,
+        workers: usize,
+        max_requests: u64,
+        max_time: Duration,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let last_pod = Arc::new(tokio::sync::Mutex::new(String::new()));
         let mut tasks = JoinSet::new();
         for _ in 0..workers {
-            let (stop, sent, last_pod) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&last_pod));
+            let (stop, sent, last_pod) =
+                (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&last_pod));
             let (host, path) = (host.to_owned(), path.to_owned());
             tasks.spawn(async move {
                 let client = HttpClient::http1();
@@ -60,14 +68,23 @@ impl RequestLoop {
                             *last_pod.lock().await = pod.clone();
                             *report.pods.entry(pod).or_default() += 1;
                         }
-                        Ok(r) => report.failures.push(format!("status {}: {}", r.status, String::from_utf8_lossy(&r.body))),
+                        Ok(r) => report.failures.push(format!(
+                            "status {}: {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        )),
                         Err(e) => report.failures.push(e),
                     }
                 }
                 report
             });
         }
-        Self { stop, sent, tasks, last_pod }
+        Self {
+            stop,
+            sent,
+            tasks,
+            last_pod,
+        }
     }
 
     /// Requests sent so far by all workers.

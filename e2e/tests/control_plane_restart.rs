@@ -2,7 +2,10 @@
 //! when nothing changed receives no resources again (content-hash versions).
 
 use serval_e2e::{
-    harness::{ControlPlane, EchoBackend, Proxy, TempDir, gateway_yaml, service_yaml, unique_loopback_ip, wait_until},
+    harness::{
+        ControlPlane, EchoBackend, Proxy, TempDir, gateway_yaml, service_yaml, unique_loopback_ip,
+        wait_until,
+    },
     load::RequestLoop,
 };
 use std::time::Duration;
@@ -21,17 +24,34 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
     let b = EchoBackend::start("svc-b", "svc-b-pod-0", logs.path()).await;
     let ip = unique_loopback_ip();
     dir.write("gateway.yaml", &gateway_yaml(ip, 8080));
-    dir.write("services.yaml", &[service_yaml("svc-a", &[a.addr]), service_yaml("svc-b", &[b.addr])].join("---\n"));
+    dir.write(
+        "services.yaml",
+        &[
+            service_yaml("svc-a", &[a.addr]),
+            service_yaml("svc-b", &[b.addr]),
+        ]
+        .join("---\n"),
+    );
     dir.write("route.yaml", &route_to("svc-a"));
     let mut cp = ControlPlane::start(dir.path(), logs.path(), None, &["--no-proxy"]).await;
     let xds = cp.xds;
     let proxy = Proxy::start(xds, "restart-proxy", logs.path()).await;
-    let received = proxy.metric("serval_xds_resources_received_total").await.expect("metric");
+    let received = proxy
+        .metric("serval_xds_resources_received_total")
+        .await
+        .expect("metric");
     // Listener, RouteConfig, and svc-a's Cluster and ClusterLoadAssignment (svc-b is unreferenced).
     assert_eq!(received, 4.0, "first sync sends the whole view");
     let version = proxy.config_dump().await["version"].clone();
 
-    let requests = RequestLoop::start((ip, 8080).into(), "any.example", "/", 2, 200_000, Duration::from_secs(60));
+    let requests = RequestLoop::start(
+        (ip, 8080).into(),
+        "any.example",
+        "/",
+        2,
+        200_000,
+        Duration::from_secs(60),
+    );
     assert!(wait_until(Duration::from_secs(10), || async { requests.sent() >= 50 }).await);
 
     // Kill the control plane; the proxy notices and keeps serving.
@@ -42,7 +62,13 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
     .await;
     assert!(down, "proxy did not notice the control plane was gone");
     let during = requests.sent();
-    assert!(wait_until(Duration::from_secs(10), || async { requests.sent() >= during + 200 }).await, "requests stalled");
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            requests.sent() >= during + 200
+        })
+        .await,
+        "requests stalled"
+    );
 
     // Restart it on the same address: the proxy reconnects and, nothing having changed, receives
     // no resources.
@@ -54,21 +80,43 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
     })
     .await;
     assert!(reconnected, "proxy did not reconnect");
-    let streams_up = wait_until(Duration::from_secs(5), || async { cp.metric("serval_xds_streams").await == Some(1.0) }).await;
+    let streams_up = wait_until(Duration::from_secs(5), || async {
+        cp.metric("serval_xds_streams").await == Some(1.0)
+    })
+    .await;
     assert!(streams_up, "control plane does not see the stream");
-    assert_eq!(cp.metric("serval_xds_responses_total").await, Some(0.0), "nothing changed, nothing sent");
-    assert_eq!(proxy.metric("serval_xds_resources_received_total").await, Some(received));
+    assert_eq!(
+        cp.metric("serval_xds_responses_total").await,
+        Some(0.0),
+        "nothing changed, nothing sent"
+    );
+    assert_eq!(
+        proxy.metric("serval_xds_resources_received_total").await,
+        Some(received)
+    );
     assert_eq!(proxy.config_dump().await["version"], version);
 
     // And it converges on the next change.
     dir.write("route.yaml", &route_to("svc-b"));
-    let moved = wait_until(Duration::from_secs(10), || async { requests.last_pod().await == "svc-b-pod-0" }).await;
+    let moved = wait_until(Duration::from_secs(10), || async {
+        requests.last_pod().await == "svc-b-pod-0"
+    })
+    .await;
     assert!(moved, "proxy did not converge after the restart");
-    let after = proxy.metric("serval_xds_resources_received_total").await.unwrap_or(0.0);
+    let after = proxy
+        .metric("serval_xds_resources_received_total")
+        .await
+        .unwrap_or(0.0);
     // Only the changed RouteConfig and svc-b's Cluster and ClusterLoadAssignment are sent.
     assert_eq!(after, received + 3.0, "only the difference is sent");
 
     let report = requests.stop().await;
-    assert!(report.failures.is_empty(), "{} of {} requests failed: {:?}", report.failures.len(), report.sent, &report.failures[..report.failures.len().min(5)]);
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.sent,
+        &report.failures[..report.failures.len().min(5)]
+    );
     eprintln!("restart: {} requests, 0 failed", report.sent);
 }

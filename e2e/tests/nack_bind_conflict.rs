@@ -2,9 +2,12 @@
 //! error naming the listener, the previous configuration keeps serving, the control plane does not
 //! resend that version, and the next change is applied.
 
-use serval_common::proto::admin::v1::{ListProxiesRequest, admin_service_client::AdminServiceClient};
+use serval_common::proto::admin::v1::{
+    ListProxiesRequest, admin_service_client::AdminServiceClient,
+};
 use serval_e2e::harness::{
-    ControlPlane, EchoBackend, HttpClient, Proxy, TempDir, service_yaml, unique_loopback_ip, wait_until,
+    ControlPlane, EchoBackend, HttpClient, Proxy, TempDir, service_yaml, unique_loopback_ip,
+    wait_until,
 };
 use std::time::Duration;
 
@@ -30,7 +33,12 @@ async fn unbindable_listener_is_nacked_and_last_good_config_keeps_serving() {
     let client = HttpClient::http1();
     let ok = |ip| {
         let client = client.clone();
-        async move { client.get((ip, 8080).into(), "x.example", "/", &[]).await.is_ok_and(|r| r.status == 200) }
+        async move {
+            client
+                .get((ip, 8080).into(), "x.example", "/", &[])
+                .await
+                .is_ok_and(|r| r.status == 200)
+        }
     };
     assert!(ok(ip1).await, "gw1 serves");
     let good_version = proxy.config_dump().await["version"].clone();
@@ -44,11 +52,19 @@ async fn unbindable_listener_is_nacked_and_last_good_config_keeps_serving() {
     .await;
     assert!(nacked, "the proxy did not reject the configuration");
     assert!(cp.metric("serval_xds_nacks_total").await >= Some(1.0));
-    let mut admin = AdminServiceClient::connect(format!("http://{}", cp.xds)).await.expect("admin client");
-    let proxies = admin.list_proxies(ListProxiesRequest {}).await.expect("list").into_inner().proxies;
+    let mut admin = AdminServiceClient::connect(format!("http://{}", cp.xds))
+        .await
+        .expect("admin client");
+    let proxies = admin
+        .list_proxies(ListProxiesRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .proxies;
     assert_eq!(proxies.len(), 1, "{proxies:?}");
     assert!(
-        proxies[0].last_error.contains("listener/default/gw2/8080") && proxies[0].last_error.contains("cannot bind"),
+        proxies[0].last_error.contains("listener/default/gw2/8080")
+            && proxies[0].last_error.contains("cannot bind"),
         "NACK must name the listener and the reason: {:?}",
         proxies[0].last_error
     );
@@ -59,11 +75,18 @@ async fn unbindable_listener_is_nacked_and_last_good_config_keeps_serving() {
     for _ in 0..20 {
         assert!(ok(ip1).await, "gw1 keeps serving after the NACK");
     }
-    assert_eq!(proxy.metric("serval_xds_responses_total").await, Some(2.0), "initial + the rejected one, no resend");
+    assert_eq!(
+        proxy.metric("serval_xds_responses_total").await,
+        Some(2.0),
+        "initial + the rejected one, no resend"
+    );
 
     // Once the address is free, the next change (a new version) is applied.
     drop(squatter);
-    dir.write("gw2.yaml", &gateway("gw2", ip2).replace("gw2-route", "gw2-route-renamed"));
+    dir.write(
+        "gw2.yaml",
+        &gateway("gw2", ip2).replace("gw2-route", "gw2-route-renamed"),
+    );
     let applied = wait_until(Duration::from_secs(10), || async { ok(ip2).await }).await;
     assert!(applied, "the next version was not applied");
     assert!(ok(ip1).await);

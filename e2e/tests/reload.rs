@@ -3,7 +3,10 @@
 //! objects while it is reported.
 
 use serval_e2e::{
-    harness::{ControlPlane, EchoBackend, TempDir, gateway_yaml, service_yaml, unique_loopback_ip, wait_until},
+    harness::{
+        ControlPlane, EchoBackend, TempDir, gateway_yaml, service_yaml, unique_loopback_ip,
+        wait_until,
+    },
     load::RequestLoop,
 };
 use std::time::Duration;
@@ -24,20 +27,34 @@ async fn editing_yaml_reroutes_with_zero_failed_requests() {
     dir.write("gateway.yaml", &gateway_yaml(ip, 8080));
     dir.write(
         "services.yaml",
-        &[service_yaml("svc-a", &[a.addr]), service_yaml("svc-b", &[b.addr])].join("---\n"),
+        &[
+            service_yaml("svc-a", &[a.addr]),
+            service_yaml("svc-b", &[b.addr]),
+        ]
+        .join("---\n"),
     );
     dir.write("route.yaml", &route_to("svc-a"));
     let cp = ControlPlane::start(dir.path(), logs.path(), None, &[]).await;
     let gateway = (ip, 8080).into();
 
-    let requests = RequestLoop::start(gateway, "reload.example", "/", 4, 200_000, Duration::from_secs(60));
+    let requests = RequestLoop::start(
+        gateway,
+        "reload.example",
+        "/",
+        4,
+        200_000,
+        Duration::from_secs(60),
+    );
     let warm = wait_until(Duration::from_secs(10), || async { requests.sent() >= 100 }).await;
     assert!(warm, "request loop did not get going");
     assert_eq!(requests.last_pod().await, "svc-a-pod-0");
 
     // Edit 1: route to svc-b.
     dir.write("route.yaml", &route_to("svc-b"));
-    let moved = wait_until(Duration::from_secs(10), || async { requests.last_pod().await == "svc-b-pod-0" }).await;
+    let moved = wait_until(Duration::from_secs(10), || async {
+        requests.last_pod().await == "svc-b-pod-0"
+    })
+    .await;
     assert!(moved, "routing did not follow the edit");
 
     // Edit 2: a half-written file is reported and its last good objects keep serving.
@@ -48,20 +65,47 @@ async fn editing_yaml_reroutes_with_zero_failed_requests() {
     })
     .await;
     assert!(reported, "the broken file was not reported");
-    let more = wait_until(Duration::from_secs(10), || async { requests.sent() >= before + 200 }).await;
+    let more = wait_until(Duration::from_secs(10), || async {
+        requests.sent() >= before + 200
+    })
+    .await;
     assert!(more, "request loop stalled");
-    assert_eq!(requests.last_pod().await, "svc-b-pod-0", "last good objects keep serving");
+    assert_eq!(
+        requests.last_pod().await,
+        "svc-b-pod-0",
+        "last good objects keep serving"
+    );
 
     // Edit 3: fixing the file applies it.
     dir.write("route.yaml", &route_to("svc-a"));
-    let back = wait_until(Duration::from_secs(10), || async { requests.last_pod().await == "svc-a-pod-0" }).await;
+    let back = wait_until(Duration::from_secs(10), || async {
+        requests.last_pod().await == "svc-a-pod-0"
+    })
+    .await;
     assert!(back, "routing did not follow the fixed file");
     let before = requests.sent();
-    let more = wait_until(Duration::from_secs(10), || async { requests.sent() >= before + 100 }).await;
+    let more = wait_until(Duration::from_secs(10), || async {
+        requests.sent() >= before + 100
+    })
+    .await;
     assert!(more, "request loop stalled");
 
     let report = requests.stop().await;
-    assert!(report.failures.is_empty(), "{} of {} requests failed: {:?}", report.failures.len(), report.sent, &report.failures[..report.failures.len().min(5)]);
-    assert!(report.pods.get("svc-a-pod-0").copied().unwrap_or(0) > 0 && report.pods.get("svc-b-pod-0").copied().unwrap_or(0) > 0, "{:?}", report.pods);
-    eprintln!("reload: {} requests, 0 failed, pods {:?}", report.sent, report.pods);
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.sent,
+        &report.failures[..report.failures.len().min(5)]
+    );
+    assert!(
+        report.pods.get("svc-a-pod-0").copied().unwrap_or(0) > 0
+            && report.pods.get("svc-b-pod-0").copied().unwrap_or(0) > 0,
+        "{:?}",
+        report.pods
+    );
+    eprintln!(
+        "reload: {} requests, 0 failed, pods {:?}",
+        report.sent, report.pods
+    );
 }

@@ -2,7 +2,7 @@
 //! echo backends: by host and path, weights, the error statuses, header rewriting and HTTP/2.
 
 use serval_e2e::harness::{
-    ControlPlane, EchoBackend, HttpClient, TempDir, free_port, h2c_get, gateway_yaml, service_yaml,
+    ControlPlane, EchoBackend, HttpClient, TempDir, free_port, gateway_yaml, h2c_get, service_yaml,
     unique_loopback_ip,
 };
 use std::{collections::BTreeMap, net::SocketAddr};
@@ -80,9 +80,19 @@ async fn setup() -> Setup {
 }
 
 async fn pod(client: &HttpClient, gw: SocketAddr, host: &str, path: &str) -> String {
-    let reply = client.get(gw, host, path, &[]).await.unwrap_or_else(|e| panic!("{host}{path}: {e}"));
-    assert_eq!(reply.status, 200, "{host}{path}: {}", String::from_utf8_lossy(&reply.body));
-    let echo = reply.echo().unwrap_or_else(|| panic!("{host}{path}: not echo JSON"));
+    let reply = client
+        .get(gw, host, path, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{host}{path}: {e}"));
+    assert_eq!(
+        reply.status,
+        200,
+        "{host}{path}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let echo = reply
+        .echo()
+        .unwrap_or_else(|| panic!("{host}{path}: not echo JSON"));
     assert_eq!(echo.path, path);
     assert_eq!(echo.host, host);
     echo.pod
@@ -92,23 +102,62 @@ async fn pod(client: &HttpClient, gw: SocketAddr, host: &str, path: &str) -> Str
 async fn routes_by_host_then_path_and_reports_errors() {
     let s = setup().await;
     let c = HttpClient::http1();
-    assert_eq!(pod(&c, s.gateway, "a.example", "/anything").await, "svc-a-pod-0");
-    assert_eq!(pod(&c, s.gateway, "a.example:8080", "/x?y=1").await, "svc-a-pod-0");
-    assert_eq!(pod(&c, s.gateway, "paths.example", "/exact").await, "svc-b-pod-0");
-    assert_eq!(pod(&c, s.gateway, "paths.example", "/prefix/x").await, "svc-a-pod-0");
-    assert_eq!(pod(&c, s.gateway, "paths.example", "/prefix/longer/x").await, "svc-b-pod-0");
+    assert_eq!(
+        pod(&c, s.gateway, "a.example", "/anything").await,
+        "svc-a-pod-0"
+    );
+    assert_eq!(
+        pod(&c, s.gateway, "a.example:8080", "/x?y=1").await,
+        "svc-a-pod-0"
+    );
+    assert_eq!(
+        pod(&c, s.gateway, "paths.example", "/exact").await,
+        "svc-b-pod-0"
+    );
+    assert_eq!(
+        pod(&c, s.gateway, "paths.example", "/prefix/x").await,
+        "svc-a-pod-0"
+    );
+    assert_eq!(
+        pod(&c, s.gateway, "paths.example", "/prefix/longer/x").await,
+        "svc-b-pod-0"
+    );
 
     let status = |host: &'static str, path: &'static str| {
         let c = c.clone();
         let gw = s.gateway;
         async move { c.get(gw, host, path, &[]).await.map(|r| r.status.as_u16()) }
     };
-    assert_eq!(status("unknown.example", "/").await, Ok(404), "no virtual host");
-    assert_eq!(status("paths.example", "/exact/more").await, Ok(404), "exact is exact");
-    assert_eq!(status("paths.example", "/prefixed").await, Ok(404), "prefix is element-wise");
-    assert_eq!(status("paths.example", "/empty").await, Ok(503), "no endpoints");
-    assert_eq!(status("paths.example", "/missing").await, Ok(500), "invalid backend");
-    assert_eq!(status("paths.example", "/down").await, Ok(502), "connection refused");
+    assert_eq!(
+        status("unknown.example", "/").await,
+        Ok(404),
+        "no virtual host"
+    );
+    assert_eq!(
+        status("paths.example", "/exact/more").await,
+        Ok(404),
+        "exact is exact"
+    );
+    assert_eq!(
+        status("paths.example", "/prefixed").await,
+        Ok(404),
+        "prefix is element-wise"
+    );
+    assert_eq!(
+        status("paths.example", "/empty").await,
+        Ok(503),
+        "no endpoints"
+    );
+    assert_eq!(
+        status("paths.example", "/missing").await,
+        Ok(500),
+        "invalid backend"
+    );
+    assert_eq!(
+        status("paths.example", "/down").await,
+        Ok(502),
+        "connection refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +166,9 @@ async fn weights_are_roughly_honoured() {
     let c = HttpClient::http1();
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..400 {
-        *counts.entry(pod(&c, s.gateway, "paths.example", "/weighted").await).or_default() += 1;
+        *counts
+            .entry(pod(&c, s.gateway, "paths.example", "/weighted").await)
+            .or_default() += 1;
     }
     let a = counts.get("svc-a-pod-0").copied().unwrap_or(0);
     let b = counts.get("svc-b-pod-0").copied().unwrap_or(0);
@@ -135,17 +186,34 @@ async fn rewrites_headers_and_serves_http2_prior_knowledge() {
             s.gateway,
             "a.example",
             "/h",
-            &[("connection", "x-private"), ("x-private", "secret"), ("x-forwarded-for", "192.0.2.7"), ("x-keep", "1")],
+            &[
+                ("connection", "x-private"),
+                ("x-private", "secret"),
+                ("x-forwarded-for", "192.0.2.7"),
+                ("x-keep", "1"),
+            ],
         )
         .await
         .expect("request");
     let echo = reply.echo().expect("echo JSON");
     assert_eq!(echo.headers.get("X-Keep"), Some(&vec!["1".to_owned()]));
-    assert_eq!(echo.headers.get("X-Private"), None, "headers named in Connection are hop-by-hop");
-    assert_eq!(echo.headers.get("X-Forwarded-For"), Some(&vec!["192.0.2.7, 127.0.0.1".to_owned()]));
-    assert_eq!(echo.headers.get("X-Forwarded-Proto"), Some(&vec!["http".to_owned()]));
+    assert_eq!(
+        echo.headers.get("X-Private"),
+        None,
+        "headers named in Connection are hop-by-hop"
+    );
+    assert_eq!(
+        echo.headers.get("X-Forwarded-For"),
+        Some(&vec!["192.0.2.7, 127.0.0.1".to_owned()])
+    );
+    assert_eq!(
+        echo.headers.get("X-Forwarded-Proto"),
+        Some(&vec!["http".to_owned()])
+    );
 
-    let reply = h2c_get(s.gateway, "paths.example", "/exact").await.expect("h2c request");
+    let reply = h2c_get(s.gateway, "paths.example", "/exact")
+        .await
+        .expect("h2c request");
     assert_eq!(reply.status, 200);
     let echo = reply.echo().expect("echo JSON");
     assert_eq!(echo.pod, "svc-b-pod-0");

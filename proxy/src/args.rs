@@ -50,7 +50,9 @@ pub enum ArgsError {
     #[error("--gateway {0:?}: expected NAMESPACE/NAME")]
     Gateway(String),
     /// `--xds-server` is not a plain http URL.
-    #[error("--xds-server {0:?}: expected http://HOST:PORT (mutual TLS for the delta protocol is not implemented yet)")]
+    #[error(
+        "--xds-server {0:?}: expected http://HOST:PORT (mutual TLS for the delta protocol is not implemented yet)"
+    )]
     Server(String),
     /// `--node-id` is empty.
     #[error("--node-id must not be empty")]
@@ -62,9 +64,9 @@ impl TryFrom<Args> for ProxyConfig {
 
     fn try_from(args: Args) -> Result<Self, ArgsError> {
         for g in &args.gateways {
-            let valid = g
-                .split_once('/')
-                .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'));
+            let valid = g.split_once('/').is_some_and(|(ns, name)| {
+                !ns.is_empty() && !name.is_empty() && !name.contains('/')
+            });
             if !valid {
                 return Err(ArgsError::Gateway(g.clone()));
             }

@@ -71,7 +71,9 @@ impl ProxyError {
     /// Who is at fault.
     pub fn source(&self) -> ErrorSource {
         match self {
-            Self::NoListener | Self::NoRoute { .. } | Self::BadRequest(_) => ErrorSource::Downstream,
+            Self::NoListener | Self::NoRoute { .. } | Self::BadRequest(_) => {
+                ErrorSource::Downstream
+            }
             Self::NoBackend { .. } => ErrorSource::Internal,
             Self::NoEndpoints { .. } | Self::Upstream { .. } => ErrorSource::Upstream,
         }

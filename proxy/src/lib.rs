@@ -21,10 +21,7 @@ pub mod xds;
 
 use parking_lot::Mutex;
 use serval_common::{
-    admin::Admin,
-    proto::discovery::v1::Node,
-    readiness::Readiness,
-    shutdown, telemetry,
+    admin::Admin, proto::discovery::v1::Node, readiness::Readiness, shutdown, telemetry,
 };
 use std::{
     net::{IpAddr, SocketAddr},

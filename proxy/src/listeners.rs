@@ -14,12 +14,7 @@ use hyper_util::{
 };
 use parking_lot::Mutex;
 use serval_common::shutdown;
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpSocket};
 
 /// A socket could not be bound.
@@ -163,13 +158,18 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection { listener: addr, peer };
+        let conn = Connection {
+            listener: addr,
+            peer,
+        };
         let shared = Arc::clone(&shared);
         let service = hyper::service::service_fn(move |req| {
             let shared = Arc::clone(&shared);
             async move { Ok::<_, std::convert::Infallible>(http::handle(shared, conn, req).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = watched.await {
@@ -179,7 +179,10 @@ async fn accept_loop(
     }
     drop(socket);
     // Let in-flight requests finish (keep-alive connections are told to close).
-    if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(%addr, "connections still open after the drain timeout");
     }
 }

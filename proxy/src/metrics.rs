@@ -36,17 +36,41 @@ impl Metrics {
             config_rejected: Counter::default(),
             xds_connects: Counter::default(),
         };
-        registry.register("http_responses", "HTTP responses sent, by status code", m.responses.clone());
-        registry.register("xds_connected", "1 while the delta stream is open", m.xds_connected.clone());
-        registry.register("xds_responses", "Delta responses received", m.xds_responses.clone());
+        registry.register(
+            "http_responses",
+            "HTTP responses sent, by status code",
+            m.responses.clone(),
+        );
+        registry.register(
+            "xds_connected",
+            "1 while the delta stream is open",
+            m.xds_connected.clone(),
+        );
+        registry.register(
+            "xds_responses",
+            "Delta responses received",
+            m.xds_responses.clone(),
+        );
         registry.register(
             "xds_resources_received",
             "Resources received in delta responses",
             m.xds_resources_received.clone(),
         );
-        registry.register("config_applied", "Configuration versions applied", m.config_applied.clone());
-        registry.register("config_rejected", "Configuration versions rejected", m.config_rejected.clone());
-        registry.register("xds_connects", "Delta streams opened", m.xds_connects.clone());
+        registry.register(
+            "config_applied",
+            "Configuration versions applied",
+            m.config_applied.clone(),
+        );
+        registry.register(
+            "config_rejected",
+            "Configuration versions rejected",
+            m.config_rejected.clone(),
+        );
+        registry.register(
+            "xds_connects",
+            "Delta streams opened",
+            m.xds_connects.clone(),
+        );
         m
     }
 

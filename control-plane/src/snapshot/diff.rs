@@ -1,7 +1,7 @@
 //! The difference between what a proxy holds and a view: resources to send (new or changed
 //! version) and names to remove. Pure; the delta server decides when to send it.
 
-use super::{View, Versioned};
+use super::{Versioned, View};
 use serval_common::Version;
 use std::{collections::BTreeMap, sync::Arc};
 

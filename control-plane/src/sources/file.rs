@@ -150,15 +150,16 @@ impl FileSource {
         mut shutdown: shutdown::Watch,
     ) -> Result<(), Error> {
         let (tx, mut events) = mpsc::unbounded_channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                let _ = tx.send(());
-            }
-        })
-        .map_err(|source| Error::Watch {
-            dir: self.dir.clone(),
-            source,
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = tx.send(());
+                }
+            })
+            .map_err(|source| Error::Watch {
+                dir: self.dir.clone(),
+                source,
+            })?;
         notify::Watcher::watch(&mut watcher, &self.dir, notify::RecursiveMode::NonRecursive)
             .map_err(|source| Error::Watch {
                 dir: self.dir.clone(),
@@ -175,7 +176,9 @@ impl FileSource {
                     }
                     publish.send_replace(Arc::new(state));
                 }
-                Err(error) => tracing::warn!(%error, "config dir not readable; keeping the last good objects"),
+                Err(error) => {
+                    tracing::warn!(%error, "config dir not readable; keeping the last good objects")
+                }
             }
             // Wait for the first event (or a resync), then for a quiet period.
             tokio::select! {
@@ -197,10 +200,16 @@ impl FileSource {
 }
 
 fn is_config_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     !name.starts_with('.')
         && path.is_file()
-        && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        && matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        )
 }
 
 #[cfg(test)]

@@ -114,7 +114,11 @@ pub fn parse_values(origin: &str, documents: Vec<serde_json::Value>) -> Result<P
         if doc.is_null() {
             continue;
         }
-        let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
+        let kind = doc
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_owned();
         let api_version = doc
             .get("apiVersion")
             .and_then(|k| k.as_str())
@@ -186,7 +190,9 @@ impl Object {
             namespace: if cluster_scoped {
                 String::new()
             } else {
-                meta.namespace.clone().unwrap_or_else(|| "default".to_owned())
+                meta.namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned())
             },
             name: meta.name.clone().unwrap_or_default(),
         }

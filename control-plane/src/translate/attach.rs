@@ -99,7 +99,10 @@ pub(super) fn attach(
     if allowed.is_empty() {
         return Attachment::Rejected(
             reason::NOT_ALLOWED_BY_LISTENERS,
-            format!("no listener of Gateway {} allows this {route_kind} from namespace {route_ns:?}", gateway.id()),
+            format!(
+                "no listener of Gateway {} allows this {route_kind} from namespace {route_ns:?}",
+                gateway.id()
+            ),
         );
     }
     let mut attached = Vec::new();

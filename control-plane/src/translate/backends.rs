@@ -5,11 +5,7 @@
 //! name selects the slice port of the same name, and only endpoints whose `ready` condition is not
 //! false are used (first address of each endpoint).
 
-use super::{
-    inputs::Inputs,
-    reference_grant,
-    status::reason,
-};
+use super::{inputs::Inputs, reference_grant, status::reason};
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::{collections::BTreeMap, net::IpAddr};
@@ -40,23 +36,43 @@ pub(super) fn resolve(
     if !(backend.group.is_empty() || backend.group == "core") || backend.kind != "Service" {
         return Err((
             reason::INVALID_KIND,
-            format!("{what}: kind {}/{} is not supported; use Service", backend.group, backend.kind),
+            format!(
+                "{what}: kind {}/{} is not supported; use Service",
+                backend.group, backend.kind
+            ),
         ));
     }
     if backend.namespace != from_ns
-        && !reference_grant::permits(inputs, from_kind, from_ns, "", "Service", backend.namespace, backend.name)
+        && !reference_grant::permits(
+            inputs,
+            from_kind,
+            from_ns,
+            "",
+            "Service",
+            backend.namespace,
+            backend.name,
+        )
     {
         return Err((
             reason::REF_NOT_PERMITTED,
-            format!("{what}: no ReferenceGrant in namespace {:?} allows {from_kind}s from {from_ns:?} to use it", backend.namespace),
+            format!(
+                "{what}: no ReferenceGrant in namespace {:?} allows {from_kind}s from {from_ns:?} to use it",
+                backend.namespace
+            ),
         ));
     }
     let key = (backend.namespace.to_owned(), backend.name.to_owned());
     let Some(service) = inputs.services.get(&key) else {
-        return Err((reason::BACKEND_NOT_FOUND, format!("{what}: Service not found")));
+        return Err((
+            reason::BACKEND_NOT_FOUND,
+            format!("{what}: Service not found"),
+        ));
     };
     let Some(port) = backend.port else {
-        return Err((reason::UNSUPPORTED_VALUE, format!("{what}: port is required for a Service")));
+        return Err((
+            reason::UNSUPPORTED_VALUE,
+            format!("{what}: port is required for a Service"),
+        ));
     };
     let service_port = service
         .spec
@@ -64,10 +80,16 @@ pub(super) fn resolve(
         .and_then(|s| s.ports.as_ref())
         .and_then(|ports| ports.iter().find(|p| p.port == port));
     let (Some(service_port), Ok(port16)) = (service_port, u16::try_from(port)) else {
-        return Err((reason::BACKEND_NOT_FOUND, format!("{what}: Service has no port {port}")));
+        return Err((
+            reason::BACKEND_NOT_FOUND,
+            format!("{what}: Service has no port {port}"),
+        ));
     };
     if service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-        return Err((reason::UNSUPPORTED_VALUE, format!("{what}: ExternalName Services are not supported")));
+        return Err((
+            reason::UNSUPPORTED_VALUE,
+            format!("{what}: ExternalName Services are not supported"),
+        ));
     }
     let cluster_name = names::cluster(backend.namespace, backend.name, port16);
     if !resources.contains_key(&cluster_name) {
@@ -111,7 +133,12 @@ fn endpoints(
 ) -> Vec<pb::Endpoint> {
     let port_name = service_port.name.as_deref().unwrap_or_default();
     let mut out: BTreeMap<(IpAddr, u16), pb::Endpoint> = BTreeMap::new();
-    for slice in inputs.endpoint_slices.get(key).into_iter().flat_map(|s| s.values()) {
+    for slice in inputs
+        .endpoint_slices
+        .get(key)
+        .into_iter()
+        .flat_map(|s| s.values())
+    {
         let Some(port) = slice
             .ports
             .iter()
@@ -124,11 +151,19 @@ fn endpoints(
             continue;
         };
         for endpoint in slice.endpoints.iter().flatten() {
-            let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
             if !ready {
                 continue;
             }
-            let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+            let Some(ip) = endpoint
+                .addresses
+                .first()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+            else {
                 continue;
             };
             let hostname = endpoint

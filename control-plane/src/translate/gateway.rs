@@ -70,7 +70,12 @@ impl ListenerModel {
     }
 
     /// True if routes from `route_ns` may attach (gateway in `gateway_ns`).
-    pub(super) fn allows_namespace(&self, inputs: &Inputs, gateway_ns: &str, route_ns: &str) -> bool {
+    pub(super) fn allows_namespace(
+        &self,
+        inputs: &Inputs,
+        gateway_ns: &str,
+        route_ns: &str,
+    ) -> bool {
         match &self.namespaces {
             AllowedNamespaces::Same => gateway_ns == route_ns,
             AllowedNamespaces::All => true,
@@ -150,7 +155,10 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
     let mut not_accepted = None;
     let port = u16::try_from(l.port).ok().filter(|p| *p != 0);
     if port.is_none() {
-        not_accepted = Some((reason::UNSUPPORTED_VALUE, format!("port {} is out of range", l.port)));
+        not_accepted = Some((
+            reason::UNSUPPORTED_VALUE,
+            format!("port {} is out of range", l.port),
+        ));
     }
     let possible = kinds_for(&l.protocol);
     if possible.is_empty() {
@@ -172,7 +180,10 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
                     _ => {
                         unresolved = Some((
                             reason::INVALID_ROUTE_KINDS,
-                            format!("route kind {group}/{} is not supported on {}", k.kind, l.protocol),
+                            format!(
+                                "route kind {group}/{} is not supported on {}",
+                                k.kind, l.protocol
+                            ),
                         ));
                     }
                 }
@@ -220,7 +231,10 @@ fn mark_conflicts(listeners: &mut [ListenerModel]) {
         }
     }
     for indices in by_port.values() {
-        let protocols: BTreeSet<&str> = indices.iter().map(|i| listeners[*i].protocol.as_str()).collect();
+        let protocols: BTreeSet<&str> = indices
+            .iter()
+            .map(|i| listeners[*i].protocol.as_str())
+            .collect();
         if protocols.len() > 1 {
             for i in indices {
                 listeners[*i].conflicted = Some(reason::PROTOCOL_CONFLICT);
@@ -229,7 +243,10 @@ fn mark_conflicts(listeners: &mut [ListenerModel]) {
         }
         let mut hostnames: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
         for i in indices {
-            hostnames.entry(listeners[*i].hostname.clone()).or_default().push(*i);
+            hostnames
+                .entry(listeners[*i].hostname.clone())
+                .or_default()
+                .push(*i);
         }
         for same in hostnames.values().filter(|v| v.len() > 1) {
             for i in same {
@@ -278,31 +295,62 @@ impl GatewayModel {
         match &self.problem {
             Some((t, r, m)) if *t == condition::ACCEPTED => {
                 conditions.push(cond(condition::ACCEPTED, false, r, m.clone()));
-                conditions.push(cond(condition::PROGRAMMED, false, reason::INVALID, m.clone()));
+                conditions.push(cond(
+                    condition::PROGRAMMED,
+                    false,
+                    reason::INVALID,
+                    m.clone(),
+                ));
             }
             Some((_, r, m)) => {
-                conditions.push(cond(condition::ACCEPTED, true, reason::ACCEPTED, "accepted".into()));
+                conditions.push(cond(
+                    condition::ACCEPTED,
+                    true,
+                    reason::ACCEPTED,
+                    "accepted".into(),
+                ));
                 conditions.push(cond(condition::PROGRAMMED, false, r, m.clone()));
             }
             None => {
                 let (accepted, accepted_reason, msg) = if all_valid {
                     (true, reason::ACCEPTED, "accepted".to_owned())
                 } else if programmed_listeners > 0 {
-                    (true, reason::LISTENERS_NOT_VALID, "some listeners are not valid".to_owned())
+                    (
+                        true,
+                        reason::LISTENERS_NOT_VALID,
+                        "some listeners are not valid".to_owned(),
+                    )
                 } else {
-                    (false, reason::LISTENERS_NOT_VALID, "no listener is valid".to_owned())
+                    (
+                        false,
+                        reason::LISTENERS_NOT_VALID,
+                        "no listener is valid".to_owned(),
+                    )
                 };
                 conditions.push(cond(condition::ACCEPTED, accepted, accepted_reason, msg));
                 let programmed = programmed_listeners > 0 || self.listeners.is_empty();
                 conditions.push(if programmed {
-                    cond(condition::PROGRAMMED, true, reason::PROGRAMMED, "programmed".into())
+                    cond(
+                        condition::PROGRAMMED,
+                        true,
+                        reason::PROGRAMMED,
+                        "programmed".into(),
+                    )
                 } else {
-                    cond(condition::PROGRAMMED, false, reason::INVALID, "no listener is valid".into())
+                    cond(
+                        condition::PROGRAMMED,
+                        false,
+                        reason::INVALID,
+                        "no listener is valid".into(),
+                    )
                 });
             }
         }
-        let listeners: Vec<serde_json::Value> =
-            self.listeners.iter().map(|l| listener_status(l, generation, opts)).collect();
+        let listeners: Vec<serde_json::Value> = self
+            .listeners
+            .iter()
+            .map(|l| listener_status(l, generation, opts))
+            .collect();
         let addresses: Vec<serde_json::Value> = self
             .status_addresses
             .iter()
@@ -326,25 +374,61 @@ impl GatewayModel {
 }
 
 fn listener_status(l: &ListenerModel, generation: i64, opts: &Options) -> serde_json::Value {
-    let cond = |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
+    let cond =
+        |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
     let mut conditions = Vec::new();
     match (&l.not_accepted, l.conflicted) {
         (Some((r, m)), _) => conditions.push(cond(condition::ACCEPTED, false, r, m.clone())),
-        (None, Some(r)) => conditions.push(cond(condition::ACCEPTED, false, r, "conflicts with another listener on its port".into())),
-        (None, None) => conditions.push(cond(condition::ACCEPTED, true, reason::ACCEPTED, "accepted".into())),
+        (None, Some(r)) => conditions.push(cond(
+            condition::ACCEPTED,
+            false,
+            r,
+            "conflicts with another listener on its port".into(),
+        )),
+        (None, None) => conditions.push(cond(
+            condition::ACCEPTED,
+            true,
+            reason::ACCEPTED,
+            "accepted".into(),
+        )),
     }
     conditions.push(match l.conflicted {
-        Some(r) => cond(condition::CONFLICTED, true, r, "conflicts with another listener on its port".into()),
-        None => cond(condition::CONFLICTED, false, reason::NO_CONFLICTS, "no conflicts".into()),
+        Some(r) => cond(
+            condition::CONFLICTED,
+            true,
+            r,
+            "conflicts with another listener on its port".into(),
+        ),
+        None => cond(
+            condition::CONFLICTED,
+            false,
+            reason::NO_CONFLICTS,
+            "no conflicts".into(),
+        ),
     });
     conditions.push(match &l.unresolved {
         Some((r, m)) => cond(condition::RESOLVED_REFS, false, r, m.clone()),
-        None => cond(condition::RESOLVED_REFS, true, reason::RESOLVED_REFS, "resolved".into()),
+        None => cond(
+            condition::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "resolved".into(),
+        ),
     });
     conditions.push(if l.is_programmed() {
-        cond(condition::PROGRAMMED, true, reason::PROGRAMMED, "programmed".into())
+        cond(
+            condition::PROGRAMMED,
+            true,
+            reason::PROGRAMMED,
+            "programmed".into(),
+        )
     } else {
-        cond(condition::PROGRAMMED, false, reason::INVALID, "not programmed".into())
+        cond(
+            condition::PROGRAMMED,
+            false,
+            reason::INVALID,
+            "not programmed".into(),
+        )
     });
     let kinds: Vec<serde_json::Value> = l
         .supported_kinds

@@ -63,10 +63,22 @@ mod tests {
     #[test]
     fn intersections() {
         assert_eq!(intersect(None, "foo.com").as_deref(), Some("foo.com"));
-        assert_eq!(intersect(Some("*.foo.com"), "a.foo.com").as_deref(), Some("a.foo.com"));
-        assert_eq!(intersect(Some("a.foo.com"), "*.foo.com").as_deref(), Some("a.foo.com"));
-        assert_eq!(intersect(Some("*.foo.com"), "*.a.foo.com").as_deref(), Some("*.a.foo.com"));
-        assert_eq!(intersect(Some("*.a.foo.com"), "*.foo.com").as_deref(), Some("*.a.foo.com"));
+        assert_eq!(
+            intersect(Some("*.foo.com"), "a.foo.com").as_deref(),
+            Some("a.foo.com")
+        );
+        assert_eq!(
+            intersect(Some("a.foo.com"), "*.foo.com").as_deref(),
+            Some("a.foo.com")
+        );
+        assert_eq!(
+            intersect(Some("*.foo.com"), "*.a.foo.com").as_deref(),
+            Some("*.a.foo.com")
+        );
+        assert_eq!(
+            intersect(Some("*.a.foo.com"), "*.foo.com").as_deref(),
+            Some("*.a.foo.com")
+        );
         assert_eq!(intersect(Some("foo.com"), "bar.com"), None);
         assert_eq!(intersect(Some("*.foo.com"), "foo.com"), None);
     }

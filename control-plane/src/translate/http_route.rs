@@ -49,9 +49,17 @@ pub(super) fn translate(
     let mut entries = Vec::new();
     let mut statuses = Vec::new();
     for ((ns, name), route) in &inputs.http_routes {
-        if let Some(status) =
-            translate_one(inputs, opts, gateways, &index, resources, ns, name, route, &mut entries)
-        {
+        if let Some(status) = translate_one(
+            inputs,
+            opts,
+            gateways,
+            &index,
+            resources,
+            ns,
+            name,
+            route,
+            &mut entries,
+        ) {
             statuses.push(status);
         }
     }
@@ -103,7 +111,9 @@ fn translate_one(
         .iter()
         .map(|(parent, gw)| attach::attach(inputs, &gateways[*gw], parent, KIND, ns, &hostnames))
         .collect();
-    let attached_anywhere = attachments.iter().any(|a| matches!(a, Attachment::Attached(_)));
+    let attached_anywhere = attachments
+        .iter()
+        .any(|a| matches!(a, Attachment::Attached(_)));
 
     // Rules are translated once, and only for a route that attaches somewhere, so unattached routes
     // add no clusters.
@@ -119,12 +129,15 @@ fn translate_one(
         .as_ref()
         .map(|t| t.0.to_string())
         .unwrap_or_default();
-    let cond = |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
+    let cond =
+        |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
     let mut parent_statuses = Vec::new();
     for ((parent, gw), attachment) in parents.iter().zip(attachments) {
         let mut conditions = Vec::new();
         match (&attachment, &rules) {
-            (Attachment::Rejected(r, m), _) => conditions.push(cond(condition::ACCEPTED, false, r, m.clone())),
+            (Attachment::Rejected(r, m), _) => {
+                conditions.push(cond(condition::ACCEPTED, false, r, m.clone()))
+            }
             (Attachment::Attached(_), Err(message)) => conditions.push(cond(
                 condition::ACCEPTED,
                 false,
@@ -132,7 +145,12 @@ fn translate_one(
                 message.clone(),
             )),
             (Attachment::Attached(listeners), Ok(outcome)) => {
-                conditions.push(cond(condition::ACCEPTED, true, reason::ACCEPTED, "accepted".into()));
+                conditions.push(cond(
+                    condition::ACCEPTED,
+                    true,
+                    reason::ACCEPTED,
+                    "accepted".into(),
+                ));
                 for (listener, listener_hostnames) in listeners {
                     gateways[*gw].listeners[*listener].attached_routes += 1;
                     for hostname in listener_hostnames {
@@ -142,7 +160,10 @@ fn translate_one(
                                 listener: *listener,
                                 hostname: hostname.clone(),
                                 precedence: matching::precedence(
-                                    m.route.r#match.as_ref().unwrap_or(&pb::RouteMatch::default()),
+                                    m.route
+                                        .r#match
+                                        .as_ref()
+                                        .unwrap_or(&pb::RouteMatch::default()),
                                     Origin {
                                         created: &created,
                                         namespace: ns,
@@ -157,15 +178,26 @@ fn translate_one(
                     }
                 }
                 if let Some(message) = &outcome.partially_invalid {
-                    conditions.push(cond("PartiallyInvalid", true, reason::UNSUPPORTED_VALUE, message.clone()));
+                    conditions.push(cond(
+                        "PartiallyInvalid",
+                        true,
+                        reason::UNSUPPORTED_VALUE,
+                        message.clone(),
+                    ));
                 }
             }
         }
         conditions.push(match &rules {
-            Ok(RulesOutcome { unresolved: Some((r, m)), .. }) => {
-                cond(condition::RESOLVED_REFS, false, r, m.clone())
-            }
-            _ => cond(condition::RESOLVED_REFS, true, reason::RESOLVED_REFS, "resolved".into()),
+            Ok(RulesOutcome {
+                unresolved: Some((r, m)),
+                ..
+            }) => cond(condition::RESOLVED_REFS, false, r, m.clone()),
+            _ => cond(
+                condition::RESOLVED_REFS,
+                true,
+                reason::RESOLVED_REFS,
+                "resolved".into(),
+            ),
         });
         parent_statuses.push(serde_json::json!({
             "parentRef": parent,
@@ -218,7 +250,8 @@ fn translate_rules(
             Some(ms) => ms.iter().map(Some).collect(),
         };
         for (j, m) in matches.into_iter().enumerate() {
-            let route_match = matching::convert(m).map_err(|e| format!("spec.rules[{i}].matches[{j}].{e}"))?;
+            let route_match =
+                matching::convert(m).map_err(|e| format!("spec.rules[{i}].matches[{j}].{e}"))?;
             outcome.matches.push(TranslatedMatch {
                 rule: i,
                 match_index: j,
@@ -253,7 +286,9 @@ fn rule_action(
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let message = format!("spec.rules[{i}].filters: filter type {kind} is not supported yet; the rule answers 500");
+        let message = format!(
+            "spec.rules[{i}].filters: filter type {kind} is not supported yet; the rule answers 500"
+        );
         outcome.partially_invalid.get_or_insert(message);
         return pb::route::Action::DirectResponse(direct(500, "filter not supported\n"));
     }
@@ -286,7 +321,10 @@ fn rule_action(
             ));
             backends.push(pb::WeightedBackend {
                 weight,
-                target: Some(pb::weighted_backend::Target::DirectResponse(direct(500, "filter not supported\n"))),
+                target: Some(pb::weighted_backend::Target::DirectResponse(direct(
+                    500,
+                    "filter not supported\n",
+                ))),
             });
             continue;
         }

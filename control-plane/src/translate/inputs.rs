@@ -52,9 +52,9 @@ impl Inputs {
         for object in objects {
             let r = object.object_ref();
             if seen.insert(r.clone(), ()).is_some() {
-                inputs
-                    .diagnostics
-                    .push(format!("{r}: defined more than once; the last definition wins"));
+                inputs.diagnostics.push(format!(
+                    "{r}: defined more than once; the last definition wins"
+                ));
             }
             let key = (r.namespace.clone(), r.name.clone());
             match object {
@@ -111,7 +111,10 @@ impl Inputs {
             .get(namespace)
             .and_then(|ns| ns.metadata.labels.clone())
             .unwrap_or_default();
-        labels.insert("kubernetes.io/metadata.name".to_owned(), namespace.to_owned());
+        labels.insert(
+            "kubernetes.io/metadata.name".to_owned(),
+            namespace.to_owned(),
+        );
         labels
     }
 }

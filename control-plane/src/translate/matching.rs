@@ -74,7 +74,10 @@ pub(super) fn convert(m: Option<&HttpRouteRulesMatches>) -> Result<pb::RouteMatc
             }
         };
         if http_header_name_invalid(&h.name) {
-            return Err(format!("headers[{i}].name {:?} is not a valid header name", h.name));
+            return Err(format!(
+                "headers[{i}].name {:?} is not a valid header name",
+                h.name
+            ));
         }
         headers.push(pb::HeaderMatch {
             name: h.name.to_ascii_lowercase(),

@@ -20,11 +20,16 @@ pub(super) fn permits(
         .range((to_ns.to_owned(), String::new())..)
         .take_while(|((ns, _), _)| ns == to_ns)
         .any(|(_, grant)| {
-            let from_ok = grant.spec.from.iter().any(|f| {
-                f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns
-            });
+            let from_ok =
+                grant.spec.from.iter().any(|f| {
+                    f.group == GATEWAY_GROUP && f.kind == from_kind && f.namespace == from_ns
+                });
             let to_ok = grant.spec.to.iter().any(|t| {
-                let group = if t.group == "core" { "" } else { t.group.as_str() };
+                let group = if t.group == "core" {
+                    ""
+                } else {
+                    t.group.as_str()
+                };
                 group == to_group
                     && t.kind == to_kind
                     && t.name.as_deref().is_none_or(|n| n == to_name)

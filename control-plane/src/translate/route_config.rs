@@ -33,8 +33,10 @@ pub(super) fn build(
                 .filter(|e| e.gateway == g && listeners.contains(&e.listener))
                 .collect();
             let virtual_hosts = virtual_hosts(gateway, &listeners, &port_entries);
-            let mut section_names: Vec<String> =
-                listeners.iter().map(|i| gateway.listeners[*i].name.clone()).collect();
+            let mut section_names: Vec<String> = listeners
+                .iter()
+                .map(|i| gateway.listeners[*i].name.clone())
+                .collect();
             section_names.sort();
             let listener_name = names::listener(ns, name, port);
             resources.insert(
@@ -68,7 +70,12 @@ fn virtual_hosts(
     listeners: &[usize],
     entries: &[&RouteEntry],
 ) -> Vec<pb::VirtualHost> {
-    let pattern_of = |i: usize| gateway.listeners[i].hostname.clone().unwrap_or_else(|| "*".to_owned());
+    let pattern_of = |i: usize| {
+        gateway.listeners[i]
+            .hostname
+            .clone()
+            .unwrap_or_else(|| "*".to_owned())
+    };
     let mut patterns: BTreeSet<String> = listeners.iter().map(|i| pattern_of(*i)).collect();
     patterns.extend(entries.iter().map(|e| e.hostname.clone()));
 
@@ -88,7 +95,8 @@ fn virtual_hosts(
             .filter(|e| e.listener == owner && hostname::covers(&e.hostname, &pattern))
             .collect();
         matching.sort_by(|a, b| {
-            hostname::by_specificity(&a.hostname, &b.hostname).then_with(|| a.precedence.cmp(&b.precedence))
+            hostname::by_specificity(&a.hostname, &b.hostname)
+                .then_with(|| a.precedence.cmp(&b.precedence))
         });
         let mut seen = BTreeSet::new();
         let routes: Vec<pb::Route> = matching

@@ -136,7 +136,9 @@ pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 pub fn carry_transition_times(previous: &[ObjectStatus], current: &mut [ObjectStatus]) {
     for object in current.iter_mut() {
         let Some(old) = previous.iter().find(|p| {
-            p.kind == object.kind && p.metadata.namespace == object.metadata.namespace && p.metadata.name == object.metadata.name
+            p.kind == object.kind
+                && p.metadata.namespace == object.metadata.namespace
+                && p.metadata.name == object.metadata.name
         }) else {
             continue;
         };
@@ -149,7 +151,9 @@ fn carry(old: &serde_json::Value, new: &mut serde_json::Value) {
     match (old, new) {
         (Value::Object(o), Value::Object(n)) => {
             for (key, value) in n.iter_mut() {
-                let Some(old_value) = o.get(key) else { continue };
+                let Some(old_value) = o.get(key) else {
+                    continue;
+                };
                 if key == "conditions" {
                     carry_conditions(old_value, value);
                 } else {
@@ -172,10 +176,11 @@ fn carry_conditions(old: &serde_json::Value, new: &mut serde_json::Value) {
     };
     for condition in new.iter_mut() {
         let same = old.iter().find(|c| c.get("type") == condition.get("type"));
-        if let Some(prior) = same.filter(|c| c.get("status") == condition.get("status")) {
-            if let (Some(time), Some(obj)) = (prior.get("lastTransitionTime"), condition.as_object_mut()) {
-                obj.insert("lastTransitionTime".to_owned(), time.clone());
-            }
+        let prior_time = same
+            .filter(|c| c.get("status") == condition.get("status"))
+            .and_then(|c| c.get("lastTransitionTime"));
+        if let (Some(time), Some(obj)) = (prior_time, condition.as_object_mut()) {
+            obj.insert("lastTransitionTime".to_owned(), time.clone());
         }
     }
 }

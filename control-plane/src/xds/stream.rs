@@ -95,9 +95,7 @@ impl StreamState {
 
     /// Handles a new snapshot; returns the response to send, if any.
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Option<DeltaConfigResponse> {
-        if self.node.is_none() {
-            return None;
-        }
+        self.node.as_ref()?;
         self.next_response(snapshot)
     }
 
@@ -145,7 +143,10 @@ impl StreamState {
 
     /// The Gateways of the node (empty: all).
     pub fn gateways(&self) -> &[String] {
-        self.node.as_ref().map(|n| n.gateways.as_slice()).unwrap_or_default()
+        self.node
+            .as_ref()
+            .map(|n| n.gateways.as_slice())
+            .unwrap_or_default()
     }
 
     /// The node, once the first request arrived.

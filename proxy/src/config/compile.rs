@@ -113,18 +113,30 @@ fn listener_addr(l: &pb::Listener, bind_ip: Option<IpAddr>) -> Result<SocketAddr
     let Some(address) = &l.address else {
         return Err(invalid(&l.name, "address", "must be set"));
     };
-    let ip: IpAddr = address
-        .ip
-        .parse()
-        .map_err(|_| invalid(&l.name, "address.ip", format!("{:?} is not an IP address", address.ip)))?;
+    let ip: IpAddr = address.ip.parse().map_err(|_| {
+        invalid(
+            &l.name,
+            "address.ip",
+            format!("{:?} is not an IP address", address.ip),
+        )
+    })?;
     let port = u16::try_from(address.port)
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| invalid(&l.name, "address.port", format!("{} is not a port", address.port)))?;
+        .ok_or_else(|| {
+            invalid(
+                &l.name,
+                "address.port",
+                format!("{} is not a port", address.port),
+            )
+        })?;
     Ok(SocketAddr::new(bind_ip.unwrap_or(ip), port))
 }
 
-fn cluster(c: &pb::Cluster, resources: &BTreeMap<String, Resource>) -> Result<Cluster, CompileError> {
+fn cluster(
+    c: &pb::Cluster,
+    resources: &BTreeMap<String, Resource>,
+) -> Result<Cluster, CompileError> {
     let Some(Resource::ClusterLoadAssignment(cla)) = resources.get(&c.load_assignment_name) else {
         return Err(CompileError::Missing {
             resource: c.name.clone(),
@@ -134,11 +146,17 @@ fn cluster(c: &pb::Cluster, resources: &BTreeMap<String, Resource>) -> Result<Cl
     let mut endpoints = Vec::with_capacity(cla.endpoints.len());
     for (i, e) in cla.endpoints.iter().enumerate() {
         let field = format!("endpoints[{i}].address");
-        let address = e.address.as_ref().ok_or_else(|| invalid(&cla.name, &field, "must be set"))?;
-        let ip: IpAddr = address
-            .ip
-            .parse()
-            .map_err(|_| invalid(&cla.name, &field, format!("{:?} is not an IP address", address.ip)))?;
+        let address = e
+            .address
+            .as_ref()
+            .ok_or_else(|| invalid(&cla.name, &field, "must be set"))?;
+        let ip: IpAddr = address.ip.parse().map_err(|_| {
+            invalid(
+                &cla.name,
+                &field,
+                format!("{:?} is not an IP address", address.ip),
+            )
+        })?;
         let port = u16::try_from(address.port)
             .ok()
             .filter(|p| *p != 0)
@@ -151,12 +169,24 @@ fn cluster(c: &pb::Cluster, resources: &BTreeMap<String, Resource>) -> Result<Cl
     let protocol = match pb::UpstreamProtocol::try_from(c.protocol) {
         Ok(pb::UpstreamProtocol::H2c) => Protocol::H2c,
         Ok(_) => Protocol::Http1,
-        Err(_) => return Err(invalid(&c.name, "protocol", format!("unknown value {}", c.protocol))),
+        Err(_) => {
+            return Err(invalid(
+                &c.name,
+                "protocol",
+                format!("unknown value {}", c.protocol),
+            ));
+        }
     };
     let lb = match pb::LbPolicy::try_from(c.lb_policy) {
         Ok(pb::LbPolicy::Random) => lb::Policy::Random,
         Ok(_) => lb::Policy::RoundRobin,
-        Err(_) => return Err(invalid(&c.name, "lb_policy", format!("unknown value {}", c.lb_policy))),
+        Err(_) => {
+            return Err(invalid(
+                &c.name,
+                "lb_policy",
+                format!("unknown value {}", c.lb_policy),
+            ));
+        }
     };
     Ok(Cluster {
         name: c.name.clone(),
@@ -184,7 +214,11 @@ fn add_route_config(
             routes,
         });
         if vh.domains.is_empty() {
-            return Err(invalid(&rc.name, format!("virtual_hosts[{v}].domains"), "must not be empty"));
+            return Err(invalid(
+                &rc.name,
+                format!("virtual_hosts[{v}].domains"),
+                "must not be empty",
+            ));
         }
         for (d, domain) in vh.domains.iter().enumerate() {
             if !valid_domain(domain) {
@@ -256,58 +290,103 @@ fn compile_route(
     })
 }
 
-fn direct(resource: &str, field: &str, d: &pb::DirectResponse) -> Result<DirectResponse, CompileError> {
+fn direct(
+    resource: &str,
+    field: &str,
+    d: &pb::DirectResponse,
+) -> Result<DirectResponse, CompileError> {
     let status = u16::try_from(d.status)
         .ok()
         .and_then(|s| http::StatusCode::from_u16(s).ok())
-        .ok_or_else(|| invalid(resource, format!("{field}.status"), format!("{} is not an HTTP status", d.status)))?;
+        .ok_or_else(|| {
+            invalid(
+                resource,
+                format!("{field}.status"),
+                format!("{} is not an HTTP status", d.status),
+            )
+        })?;
     Ok(DirectResponse {
         status,
         body: Bytes::from(d.body.clone()),
     })
 }
 
-fn compile_match(resource: &str, field: &str, m: Option<&pb::RouteMatch>) -> Result<RouteMatch, CompileError> {
+fn compile_match(
+    resource: &str,
+    field: &str,
+    m: Option<&pb::RouteMatch>,
+) -> Result<RouteMatch, CompileError> {
     let Some(m) = m else {
         return Ok(RouteMatch::default());
     };
     let regex = |f: String, pattern: &str| {
-        matching::whole(pattern).map_err(|e| invalid(resource, f, format!("invalid regex {pattern:?}: {e}")))
+        matching::whole(pattern)
+            .map_err(|e| invalid(resource, f, format!("invalid regex {pattern:?}: {e}")))
     };
     let path = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
         None => None,
-        Some(pb::path_match::Kind::Exact(v)) if v.starts_with('/') => Some(PathMatch::Exact(v.clone())),
+        Some(pb::path_match::Kind::Exact(v)) if v.starts_with('/') => {
+            Some(PathMatch::Exact(v.clone()))
+        }
         Some(pb::path_match::Kind::Prefix(v)) if v.starts_with('/') => Some(PathMatch::prefix(v)),
         Some(pb::path_match::Kind::Exact(v) | pb::path_match::Kind::Prefix(v)) => {
-            return Err(invalid(resource, format!("{field}.path"), format!("{v:?} must start with \"/\"")));
+            return Err(invalid(
+                resource,
+                format!("{field}.path"),
+                format!("{v:?} must start with \"/\""),
+            ));
         }
-        Some(pb::path_match::Kind::Regex(v)) => Some(PathMatch::Regex(regex(format!("{field}.path.regex"), v)?)),
+        Some(pb::path_match::Kind::Regex(v)) => {
+            Some(PathMatch::Regex(regex(format!("{field}.path.regex"), v)?))
+        }
     };
     let mut headers = Vec::with_capacity(m.headers.len());
     for (i, h) in m.headers.iter().enumerate() {
         let f = format!("{field}.headers[{i}]");
-        let name = http::HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| invalid(resource, format!("{f}.name"), format!("{:?} is not a header name", h.name)))?;
-        headers.push((name, value_match(resource, &f, h.kind.as_ref().map(|k| match k {
-            pb::header_match::Kind::Exact(v) => (false, v.as_str()),
-            pb::header_match::Kind::Regex(v) => (true, v.as_str()),
-        }))?));
+        let name = http::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+            invalid(
+                resource,
+                format!("{f}.name"),
+                format!("{:?} is not a header name", h.name),
+            )
+        })?;
+        headers.push((
+            name,
+            value_match(
+                resource,
+                &f,
+                h.kind.as_ref().map(|k| match k {
+                    pb::header_match::Kind::Exact(v) => (false, v.as_str()),
+                    pb::header_match::Kind::Regex(v) => (true, v.as_str()),
+                }),
+            )?,
+        ));
     }
     let mut query_params = Vec::with_capacity(m.query_params.len());
     for (i, q) in m.query_params.iter().enumerate() {
         let f = format!("{field}.query_params[{i}]");
-        query_params.push((q.name.clone(), value_match(resource, &f, q.kind.as_ref().map(|k| match k {
-            pb::query_param_match::Kind::Exact(v) => (false, v.as_str()),
-            pb::query_param_match::Kind::Regex(v) => (true, v.as_str()),
-        }))?));
+        query_params.push((
+            q.name.clone(),
+            value_match(
+                resource,
+                &f,
+                q.kind.as_ref().map(|k| match k {
+                    pb::query_param_match::Kind::Exact(v) => (false, v.as_str()),
+                    pb::query_param_match::Kind::Regex(v) => (true, v.as_str()),
+                }),
+            )?,
+        ));
     }
     let method = if m.method.is_empty() {
         None
     } else {
-        Some(
-            http::Method::from_bytes(m.method.as_bytes())
-                .map_err(|_| invalid(resource, format!("{field}.method"), format!("{:?} is not a method", m.method)))?,
-        )
+        Some(http::Method::from_bytes(m.method.as_bytes()).map_err(|_| {
+            invalid(
+                resource,
+                format!("{field}.method"),
+                format!("{:?} is not a method", m.method),
+            )
+        })?)
     };
     Ok(RouteMatch {
         path,
@@ -317,13 +396,21 @@ fn compile_match(resource: &str, field: &str, m: Option<&pb::RouteMatch>) -> Res
     })
 }
 
-fn value_match(resource: &str, field: &str, kind: Option<(bool, &str)>) -> Result<ValueMatch, CompileError> {
+fn value_match(
+    resource: &str,
+    field: &str,
+    kind: Option<(bool, &str)>,
+) -> Result<ValueMatch, CompileError> {
     match kind {
         None => Err(invalid(resource, format!("{field}.kind"), "must be set")),
         Some((false, v)) => Ok(ValueMatch::Exact(v.to_owned())),
-        Some((true, v)) => matching::whole(v)
-            .map(ValueMatch::Regex)
-            .map_err(|e| invalid(resource, format!("{field}.regex"), format!("invalid regex {v:?}: {e}"))),
+        Some((true, v)) => matching::whole(v).map(ValueMatch::Regex).map_err(|e| {
+            invalid(
+                resource,
+                format!("{field}.regex"),
+                format!("invalid regex {v:?}: {e}"),
+            )
+        }),
     }
 }
 

@@ -39,7 +39,8 @@ impl<T> HostTable<T> {
                 return false;
             }
             self.wildcard.push((suffix.to_owned(), value));
-            self.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            self.wildcard
+                .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
             return true;
         }
         if self.exact.contains_key(&pattern) {

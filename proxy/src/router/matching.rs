@@ -73,21 +73,25 @@ impl ValueMatch {
 
 impl RouteMatch {
     /// True if every condition holds.
-    pub fn matches(&self, method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> bool {
-        if let Some(m) = &self.method {
-            if m != method {
-                return false;
-            }
+    pub fn matches(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> bool {
+        if self.method.as_ref().is_some_and(|m| m != method) {
+            return false;
         }
-        if let Some(p) = &self.path {
-            if !p.matches(path) {
-                return false;
-            }
+        if self.path.as_ref().is_some_and(|p| !p.matches(path)) {
+            return false;
         }
         for (name, cond) in &self.headers {
             // Several values of one header are joined with ",", as RFC 9110 allows.
             let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
-            let Some(first) = values.next() else { return false };
+            let Some(first) = values.next() else {
+                return false;
+            };
             let joined;
             let value = match values.next() {
                 None => first,

@@ -52,7 +52,10 @@ mod tests {
     #[test]
     fn round_robin_visits_every_endpoint_in_turn() {
         let c = cluster(3);
-        let ports: Vec<u16> = (0..6).filter_map(|_| c.pick()).map(|e| e.addr.port()).collect();
+        let ports: Vec<u16> = (0..6)
+            .filter_map(|_| c.pick())
+            .map(|e| e.addr.port())
+            .collect();
         assert_eq!(ports, [1000, 1001, 1002, 1000, 1001, 1002]);
         assert!(cluster(0).pick().is_none());
     }

@@ -6,7 +6,8 @@ use super::apply::Applier;
 use crate::metrics::Metrics;
 use serval_common::{
     proto::discovery::v1::{
-        DeltaConfigRequest, DeltaConfigResponse, Node, config_discovery_client::ConfigDiscoveryClient,
+        DeltaConfigRequest, DeltaConfigResponse, Node,
+        config_discovery_client::ConfigDiscoveryClient,
     },
     readiness::Latch,
     shutdown,
@@ -78,7 +79,9 @@ impl Client {
                 Err(e) => e,
             };
             // Full jitter: a fleet reconnecting after a control-plane restart spreads out.
-            let sleep = Duration::from_millis(fastrand::u64(delay.as_millis() as u64 / 2..=delay.as_millis() as u64));
+            let sleep = Duration::from_millis(fastrand::u64(
+                delay.as_millis() as u64 / 2..=delay.as_millis() as u64,
+            ));
             tracing::warn!(%error, server = %self.settings.server, retry_in = ?sleep, "delta stream down; serving the last configuration");
             tokio::select! {
                 _ = shutdown.fired() => return,
@@ -88,7 +91,11 @@ impl Client {
         }
     }
 
-    async fn stream(&self, ready: &mut Option<Latch>, applied_any: &mut bool) -> Result<(), StreamError> {
+    async fn stream(
+        &self,
+        ready: &mut Option<Latch>,
+        applied_any: &mut bool,
+    ) -> Result<(), StreamError> {
         let channel = Endpoint::from_shared(self.settings.server.clone())?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
@@ -105,7 +112,10 @@ impl Client {
             ..Default::default()
         };
         tx.send(hello).await.map_err(|_| StreamError::Closed)?;
-        let mut inbound = client.delta_config(ReceiverStream::new(rx)).await?.into_inner();
+        let mut inbound = client
+            .delta_config(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
         self.metrics.xds_connects.inc();
         self.metrics.xds_connected.set(1);
         tracing::info!(server = %self.settings.server, held = held.versions.len(), "delta stream open");

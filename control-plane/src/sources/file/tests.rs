@@ -1,10 +1,16 @@
 use super::*;
 
-const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n";
-const SVC_B: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: 80}]}\n";
+const SVC: &str =
+    "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n";
+const SVC_B: &str =
+    "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: 80}]}\n";
 
 fn names(state: &SourceState) -> Vec<String> {
-    state.objects.iter().map(|o| o.object_ref().to_string()).collect()
+    state
+        .objects
+        .iter()
+        .map(|o| o.object_ref().to_string())
+        .collect()
 }
 
 #[test]
@@ -19,7 +25,11 @@ fn invalid_file_keeps_its_last_good_objects() {
     assert!(state.errors.is_empty());
 
     // Half-written file: reported, last good objects kept, the other file unaffected.
-    std::fs::write(dir.join("b.yml"), "apiVersion: v1\nkind: Service\nmetadata: {name: b").expect("write");
+    std::fs::write(
+        dir.join("b.yml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: b",
+    )
+    .expect("write");
     let state = source.reload().expect("reads");
     assert_eq!(names(&state), ["Service default/a", "Service default/b"]);
     assert_eq!(state.errors.len(), 1);
@@ -37,7 +47,10 @@ fn invalid_file_keeps_its_last_good_objects() {
 fn missing_dir_is_an_error() {
     let mut source = FileSource::new("/nonexistent/serval-test");
     let err = source.reload().expect_err("missing");
-    assert!(err.to_string().contains("/nonexistent/serval-test"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/serval-test"),
+        "{err}"
+    );
 }
 
 fn tempdir() -> PathBuf {

@@ -21,10 +21,18 @@ spec:
   ports: [{port: 80}]
 "#;
     let parsed = parse_documents("a.yaml", text).expect("valid");
-    let refs: Vec<String> = parsed.objects.iter().map(|o| o.object_ref().to_string()).collect();
+    let refs: Vec<String> = parsed
+        .objects
+        .iter()
+        .map(|o| o.object_ref().to_string())
+        .collect();
     assert_eq!(refs, ["HTTPRoute default/web", "Service apps/svc"]);
     assert_eq!(parsed.skipped.len(), 1);
-    assert!(parsed.skipped[0].contains("ConfigMap"), "{:?}", parsed.skipped);
+    assert!(
+        parsed.skipped[0].contains("ConfigMap"),
+        "{:?}",
+        parsed.skipped
+    );
 }
 
 #[test]
@@ -32,7 +40,10 @@ fn schema_error_names_document_and_field() {
     let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  gatewayClassName: serval\n  listeners:\n  - name: http\n    port: eighty\n    protocol: HTTP\n";
     let err = parse_documents("gw.yaml", text).expect_err("port is not a number");
     let msg = err.to_string();
-    assert!(msg.contains("gw.yaml") && msg.contains("Gateway") && msg.contains("\"gw\""), "{msg}");
+    assert!(
+        msg.contains("gw.yaml") && msg.contains("Gateway") && msg.contains("\"gw\""),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -75,19 +75,29 @@ fn names_of(r: &DeltaConfigResponse) -> Vec<&str> {
 fn first_response_carries_the_whole_view_then_ack_settles() {
     let snap = snapshot(&[("a", 80)]);
     let mut s = StreamState::default();
-    let r = s.on_request(&hello(&[], &[]), &snap).expect("ok").expect("response");
+    let r = s
+        .on_request(&hello(&[], &[]), &snap)
+        .expect("ok")
+        .expect("response");
     assert_eq!(names_of(&r), ["listener/ns/a/80", "routeconfig/ns/a/80"]);
     assert_eq!(r.system_version_info, snap.version.to_string());
     assert!(s.on_request(&ack(&r.nonce), &snap).expect("ok").is_none());
     assert_eq!(s.acked(), Some(&snap.version));
-    assert_eq!(s.on_snapshot(&snap), None, "unchanged snapshot sends nothing");
+    assert_eq!(
+        s.on_snapshot(&snap),
+        None,
+        "unchanged snapshot sends nothing"
+    );
 }
 
 #[test]
 fn empty_view_still_gets_one_response_to_ack() {
     let snap = snapshot(&[]);
     let mut s = StreamState::default();
-    let r = s.on_request(&hello(&[], &[]), &snap).expect("ok").expect("response");
+    let r = s
+        .on_request(&hello(&[], &[]), &snap)
+        .expect("ok")
+        .expect("response");
     assert!(r.resources.is_empty() && r.removed_resources.is_empty());
     assert!(s.on_request(&ack(&r.nonce), &snap).expect("ok").is_none());
 }
@@ -98,12 +108,21 @@ fn changes_coalesce_while_a_response_is_unacknowledged() {
     let s2 = snapshot(&[("a", 80), ("a", 81)]);
     let s3 = snapshot(&[("a", 81)]);
     let mut s = StreamState::default();
-    let r1 = s.on_request(&hello(&[], &[]), &s1).expect("ok").expect("response");
+    let r1 = s
+        .on_request(&hello(&[], &[]), &s1)
+        .expect("ok")
+        .expect("response");
     assert_eq!(s.on_snapshot(&s2), None, "one response in flight at most");
     assert_eq!(s.on_snapshot(&s3), None, "one response in flight at most");
-    let r2 = s.on_request(&ack(&r1.nonce), &s3).expect("ok").expect("coalesced");
+    let r2 = s
+        .on_request(&ack(&r1.nonce), &s3)
+        .expect("ok")
+        .expect("coalesced");
     assert_eq!(names_of(&r2), ["listener/ns/a/81", "routeconfig/ns/a/81"]);
-    assert_eq!(r2.removed_resources, ["listener/ns/a/80", "routeconfig/ns/a/80"]);
+    assert_eq!(
+        r2.removed_resources,
+        ["listener/ns/a/80", "routeconfig/ns/a/80"]
+    );
     assert_eq!(r2.system_version_info, s3.version.to_string());
     assert_ne!(r1.nonce, r2.nonce);
 }
@@ -114,17 +133,26 @@ fn nacked_version_is_not_resent_but_the_next_one_is() {
     let s2 = snapshot(&[("a", 81)]);
     let s3 = snapshot(&[("a", 82)]);
     let mut s = StreamState::default();
-    let r1 = s.on_request(&hello(&[], &[]), &s1).expect("ok").expect("r1");
+    let r1 = s
+        .on_request(&hello(&[], &[]), &s1)
+        .expect("ok")
+        .expect("r1");
     s.on_request(&ack(&r1.nonce), &s1).expect("ok");
     let r2 = s.on_snapshot(&s2).expect("r2");
-    assert!(s.on_request(&nack(&r2.nonce), &s2).expect("ok").is_none(), "no resend after NACK");
+    assert!(
+        s.on_request(&nack(&r2.nonce), &s2).expect("ok").is_none(),
+        "no resend after NACK"
+    );
     assert_eq!(s.nacked(), Some(&s2.version));
     assert_eq!(s.last_error(), Some("listener/ns/a/80: bind failed"));
     assert_eq!(s.on_snapshot(&s2), None, "the same version is never resent");
     // The next snapshot is diffed against what the proxy still holds (s1), not against s2.
     let r3 = s.on_snapshot(&s3).expect("r3");
     assert_eq!(names_of(&r3), ["listener/ns/a/82", "routeconfig/ns/a/82"]);
-    assert_eq!(r3.removed_resources, ["listener/ns/a/80", "routeconfig/ns/a/80"]);
+    assert_eq!(
+        r3.removed_resources,
+        ["listener/ns/a/80", "routeconfig/ns/a/80"]
+    );
     s.on_request(&ack(&r3.nonce), &s3).expect("ok");
     assert_eq!(s.nacked(), None);
     // Going back to the content the proxy held is a real change again.
@@ -139,15 +167,25 @@ fn initial_resource_versions_are_honoured() {
         .iter()
         .map(|(n, v)| (n.clone(), v.version.to_string()))
         .collect();
-    let all: Vec<(&str, &str)> = versions.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let all: Vec<(&str, &str)> = versions
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let mut s = StreamState::default();
-    assert_eq!(s.on_request(&hello(&[], &all), &snap).expect("ok"), None, "nothing changed");
+    assert_eq!(
+        s.on_request(&hello(&[], &all), &snap).expect("ok"),
+        None,
+        "nothing changed"
+    );
 
     let mut partial = all.clone();
     partial.retain(|(n, _)| !n.ends_with("/81"));
     partial.push(("cluster/ns/gone/80", "0123"));
     let mut s = StreamState::default();
-    let r = s.on_request(&hello(&[], &partial), &snap).expect("ok").expect("difference");
+    let r = s
+        .on_request(&hello(&[], &partial), &snap)
+        .expect("ok")
+        .expect("difference");
     assert_eq!(names_of(&r), ["listener/ns/a/81", "routeconfig/ns/a/81"]);
     assert_eq!(r.removed_resources, ["cluster/ns/gone/80"]);
 }
@@ -156,8 +194,15 @@ fn initial_resource_versions_are_honoured() {
 fn stale_nonce_is_ignored() {
     let s1 = snapshot(&[("a", 80)]);
     let mut s = StreamState::default();
-    let r1 = s.on_request(&hello(&[], &[]), &s1).expect("ok").expect("r1");
-    assert!(s.on_request(&ack("not-the-nonce"), &s1).expect("ok").is_none());
+    let r1 = s
+        .on_request(&hello(&[], &[]), &s1)
+        .expect("ok")
+        .expect("r1");
+    assert!(
+        s.on_request(&ack("not-the-nonce"), &s1)
+            .expect("ok")
+            .is_none()
+    );
     assert_eq!(s.acked(), None, "a stale nonce acknowledges nothing");
     s.on_request(&ack(&r1.nonce), &s1).expect("ok");
     assert_eq!(s.acked(), Some(&s1.version));
@@ -167,7 +212,10 @@ fn stale_nonce_is_ignored() {
 fn proxy_receives_only_its_gateways() {
     let snap = snapshot(&[("a", 80), ("b", 80)]);
     let mut s = StreamState::default();
-    let r = s.on_request(&hello(&["ns/b"], &[]), &snap).expect("ok").expect("r");
+    let r = s
+        .on_request(&hello(&["ns/b"], &[]), &snap)
+        .expect("ok")
+        .expect("r");
     assert_eq!(names_of(&r), ["listener/ns/b/80", "routeconfig/ns/b/80"]);
 }
 
@@ -175,10 +223,16 @@ fn proxy_receives_only_its_gateways() {
 fn first_request_must_name_the_node() {
     let snap = snapshot(&[]);
     let mut s = StreamState::default();
-    assert_eq!(s.on_request(&ack(""), &snap), Err(ProtocolError::MissingNode));
+    assert_eq!(
+        s.on_request(&ack(""), &snap),
+        Err(ProtocolError::MissingNode)
+    );
     let mut empty = hello(&[], &[]);
     if let Some(n) = empty.node.as_mut() {
         n.id.clear();
     }
-    assert_eq!(StreamState::default().on_request(&empty, &snap), Err(ProtocolError::EmptyNodeId));
+    assert_eq!(
+        StreamState::default().on_request(&empty, &snap),
+        Err(ProtocolError::EmptyNodeId)
+    );
 }
