@@ -234,15 +234,19 @@ impl HttpClient {
             .await
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| format!("{e:?}"))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Reply { status, body })
+        into_reply(resp).await
     }
+}
+
+async fn into_reply(resp: http::Response<hyper::body::Incoming>) -> Result<Reply, String> {
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply { status, body })
 }
 
 /// One HTTP/2 prior-knowledge GET to `addr` with `:authority` = `host` (what real HTTP/2 clients
@@ -265,15 +269,9 @@ pub async fn h2c_get(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, 
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let reply = into_reply(resp).await;
     driver.abort();
-    Ok(Reply { status, body })
+    reply
 }
 
 /// Text of `http://addr{path}` (admin endpoints), or an error.
@@ -356,6 +354,14 @@ pub fn service_yaml(name: &str, backends: &[SocketAddr]) -> String {
 pub fn gateway_yaml(ip: Ipv4Addr, port: u16) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: serval}}\nspec: {{controllerName: serval.dev/gateway-controller}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: default}}\nspec:\n  gatewayClassName: serval\n  addresses: [{{type: IPAddress, value: \"{ip}\"}}]\n  listeners:\n  - {{name: http, protocol: HTTP, port: {port}}}\n"
+    )
+}
+
+/// YAML for an HTTPRoute `web` on Gateway `gw` sending everything to `service` port 80.
+pub fn route_yaml(service: &str, hostnames: &[&str]) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web, namespace: default}}\nspec:\n  parentRefs: [{{name: gw}}]\n  hostnames: [{}]\n  rules:\n  - backendRefs: [{{name: {service}, port: 80}}]\n",
+        hostnames.join(", ")
     )
 }
 

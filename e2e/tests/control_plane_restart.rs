@@ -3,18 +3,12 @@
 
 use serval_e2e::{
     harness::{
-        ControlPlane, EchoBackend, Proxy, TempDir, gateway_yaml, service_yaml, unique_loopback_ip,
-        wait_until,
+        ControlPlane, EchoBackend, Proxy, TempDir, gateway_yaml, route_yaml, service_yaml,
+        unique_loopback_ip, wait_until,
     },
     load::RequestLoop,
 };
 use std::time::Duration;
-
-fn route_to(service: &str) -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web, namespace: default}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules:\n  - backendRefs: [{{name: {service}, port: 80}}]\n"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
@@ -32,7 +26,7 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
         ]
         .join("---\n"),
     );
-    dir.write("route.yaml", &route_to("svc-a"));
+    dir.write("route.yaml", &route_yaml("svc-a", &[]));
     let mut cp = ControlPlane::start(dir.path(), logs.path(), None, &["--no-proxy"]).await;
     let xds = cp.xds;
     let proxy = Proxy::start(xds, "restart-proxy", logs.path()).await;
@@ -97,7 +91,7 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
     assert_eq!(proxy.config_dump().await["version"], version);
 
     // And it converges on the next change.
-    dir.write("route.yaml", &route_to("svc-b"));
+    dir.write("route.yaml", &route_yaml("svc-b", &[]));
     let moved = wait_until(Duration::from_secs(10), || async {
         requests.last_pod().await == "svc-b-pod-0"
     })

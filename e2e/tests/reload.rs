@@ -4,18 +4,12 @@
 
 use serval_e2e::{
     harness::{
-        ControlPlane, EchoBackend, TempDir, gateway_yaml, service_yaml, unique_loopback_ip,
-        wait_until,
+        ControlPlane, EchoBackend, TempDir, gateway_yaml, route_yaml, service_yaml,
+        unique_loopback_ip, wait_until,
     },
     load::RequestLoop,
 };
 use std::time::Duration;
-
-fn route_to(service: &str) -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web, namespace: default}}\nspec:\n  parentRefs: [{{name: gw}}]\n  hostnames: [reload.example]\n  rules:\n  - backendRefs: [{{name: {service}, port: 80}}]\n"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_yaml_reroutes_with_zero_failed_requests() {
@@ -33,7 +27,7 @@ async fn editing_yaml_reroutes_with_zero_failed_requests() {
         ]
         .join("---\n"),
     );
-    dir.write("route.yaml", &route_to("svc-a"));
+    dir.write("route.yaml", &route_yaml("svc-a", &["reload.example"]));
     let cp = ControlPlane::start(dir.path(), logs.path(), None, &[]).await;
     let gateway = (ip, 8080).into();
 
@@ -50,7 +44,7 @@ async fn editing_yaml_reroutes_with_zero_failed_requests() {
     assert_eq!(requests.last_pod().await, "svc-a-pod-0");
 
     // Edit 1: route to svc-b.
-    dir.write("route.yaml", &route_to("svc-b"));
+    dir.write("route.yaml", &route_yaml("svc-b", &["reload.example"]));
     let moved = wait_until(Duration::from_secs(10), || async {
         requests.last_pod().await == "svc-b-pod-0"
     })
@@ -59,7 +53,11 @@ async fn editing_yaml_reroutes_with_zero_failed_requests() {
 
     // Edit 2: a half-written file is reported and its last good objects keep serving.
     let before = requests.sent();
-    std::fs::write(dir.path().join("route.yaml"), &route_to("svc-a")[..60]).expect("write");
+    std::fs::write(
+        dir.path().join("route.yaml"),
+        &route_yaml("svc-a", &["reload.example"])[..60],
+    )
+    .expect("write");
     let reported = wait_until(Duration::from_secs(10), || async {
         cp.metric("serval_config_file_errors").await == Some(1.0)
     })
@@ -77,7 +75,7 @@ async fn editing_yaml_reroutes_with_zero_failed_requests() {
     );
 
     // Edit 3: fixing the file applies it.
-    dir.write("route.yaml", &route_to("svc-a"));
+    dir.write("route.yaml", &route_yaml("svc-a", &["reload.example"]));
     let back = wait_until(Duration::from_secs(10), || async {
         requests.last_pod().await == "svc-a-pod-0"
     })

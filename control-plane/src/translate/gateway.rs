@@ -329,21 +329,12 @@ impl GatewayModel {
                 };
                 conditions.push(cond(condition::ACCEPTED, accepted, accepted_reason, msg));
                 let programmed = programmed_listeners > 0 || self.listeners.is_empty();
-                conditions.push(if programmed {
-                    cond(
-                        condition::PROGRAMMED,
-                        true,
-                        reason::PROGRAMMED,
-                        "programmed".into(),
-                    )
-                } else {
-                    cond(
-                        condition::PROGRAMMED,
-                        false,
-                        reason::INVALID,
-                        "no listener is valid".into(),
-                    )
-                });
+                conditions.push(programmed_condition(
+                    programmed,
+                    "no listener is valid",
+                    generation,
+                    opts,
+                ));
             }
         }
         let listeners: Vec<serde_json::Value> = self
@@ -415,21 +406,12 @@ fn listener_status(l: &ListenerModel, generation: i64, opts: &Options) -> serde_
             "resolved".into(),
         ),
     });
-    conditions.push(if l.is_programmed() {
-        cond(
-            condition::PROGRAMMED,
-            true,
-            reason::PROGRAMMED,
-            "programmed".into(),
-        )
-    } else {
-        cond(
-            condition::PROGRAMMED,
-            false,
-            reason::INVALID,
-            "not programmed".into(),
-        )
-    });
+    conditions.push(programmed_condition(
+        l.is_programmed(),
+        "not programmed",
+        generation,
+        opts,
+    ));
     let kinds: Vec<serde_json::Value> = l
         .supported_kinds
         .iter()
@@ -441,4 +423,21 @@ fn listener_status(l: &ListenerModel, generation: i64, opts: &Options) -> serde_
         "attachedRoutes": l.attached_routes,
         "conditions": conditions,
     })
+}
+
+/// `Programmed=True` (reason Programmed), or `False` (reason Invalid) with `why_not`.
+fn programmed_condition(ok: bool, why_not: &str, generation: i64, opts: &Options) -> Condition {
+    let (reason, message) = if ok {
+        (reason::PROGRAMMED, "programmed")
+    } else {
+        (reason::INVALID, why_not)
+    };
+    Condition::new(
+        condition::PROGRAMMED,
+        ok,
+        reason,
+        message,
+        generation,
+        &opts.now,
+    )
 }

@@ -1,3 +1,5 @@
+//! Tests of the file source: last good objects per file, missing folder.
+
 use super::*;
 
 const SVC: &str =

@@ -1,3 +1,5 @@
+//! Tests of YAML document parsing: known kinds, skipped kinds, errors naming the document.
+
 use super::*;
 
 #[test]

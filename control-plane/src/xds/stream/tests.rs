@@ -1,3 +1,5 @@
+//! Scripted tests of the delta stream state machine: first response, coalescing, NACK, initial versions, stale nonces, per-gateway views.
+
 use super::*;
 use crate::snapshot::Snapshot;
 use serval_common::{

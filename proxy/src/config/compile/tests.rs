@@ -1,3 +1,5 @@
+//! Tests of compiling resources into a runtime Config: missing references, invalid fields, socket merging.
+
 use super::*;
 use serval_common::names;
 
