@@ -449,8 +449,18 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy against `xds` and waits for `/readyz`.
     pub async fn start(xds: SocketAddr, node_id: &str, log_dir: &Path) -> Self {
+        Self::start_with(xds, node_id, log_dir, &[]).await
+    }
+
+    /// Like [`Proxy::start`], with extra command-line arguments.
+    pub async fn start_with(
+        xds: SocketAddr,
+        node_id: &str,
+        log_dir: &Path,
+        extra: &[&str],
+    ) -> Self {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "--xds-server".into(),
             format!("http://{xds}"),
             "--xds-plaintext".into(),
@@ -459,6 +469,7 @@ impl Proxy {
             "--admin-addr".into(),
             admin.to_string(),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         let process = Process::start(node_id, &binary("serval-proxy"), &args, log_dir);
         let proxy = Self { admin, process };
         let ready = wait_until(Duration::from_secs(20), || async {
