@@ -65,13 +65,14 @@ impl Client {
         let mut ready = Some(ready);
         let mut delay = self.settings.backoff_min;
         loop {
-            let mut applied_any = false;
+            let mut opened = false;
             let result = tokio::select! {
                 _ = shutdown.fired() => return,
-                r = self.stream(&mut ready, &mut applied_any) => r,
+                r = self.stream(&mut ready, &mut opened) => r,
             };
             self.metrics.xds_connected.set(0);
-            if applied_any {
+            if opened {
+                // The server was reachable: start over from the shortest delay.
                 delay = self.settings.backoff_min;
             }
             let error = match result {
@@ -94,7 +95,7 @@ impl Client {
     async fn stream(
         &self,
         ready: &mut Option<Latch>,
-        applied_any: &mut bool,
+        opened: &mut bool,
     ) -> Result<(), StreamError> {
         let channel = Endpoint::from_shared(self.settings.server.clone())?
             .connect_timeout(Duration::from_secs(5))
@@ -116,6 +117,7 @@ impl Client {
             .delta_config(ReceiverStream::new(rx))
             .await?
             .into_inner();
+        *opened = true;
         self.metrics.xds_connects.inc();
         self.metrics.xds_connected.set(1);
         tracing::info!(server = %self.settings.server, held = held.versions.len(), "delta stream open");
@@ -123,11 +125,8 @@ impl Client {
             let answer = self.answer(&response);
             let acked = answer.error_detail.is_none();
             tx.send(answer).await.map_err(|_| StreamError::Closed)?;
-            if acked {
-                *applied_any = true;
-                if let Some(latch) = ready.take() {
-                    latch.release();
-                }
+            if acked && let Some(latch) = ready.take() {
+                latch.release();
             }
         }
         Ok(())
