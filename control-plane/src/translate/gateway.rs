@@ -144,6 +144,23 @@ fn analyze_one(key: &Key, gateway: &Gateway) -> GatewayModel {
         }
     }
 
+    if let Some(r) = gateway
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.parameters_ref.as_ref())
+    {
+        // Serval reads no parameters kind yet, so every reference is one it cannot resolve.
+        model.bind_ip = None;
+        model.problem = Some((
+            condition::ACCEPTED,
+            reason::INVALID_PARAMETERS,
+            format!(
+                "spec.infrastructure.parametersRef {}/{} {:?}: no parameters kind is supported",
+                r.group, r.kind, r.name
+            ),
+        ));
+    }
     for listener in &gateway.spec.listeners {
         model.listeners.push(analyze_listener(listener));
     }

@@ -34,6 +34,8 @@ pub mod reason {
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     /// The Gateway's address type is not supported.
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+    /// A parametersRef that cannot be resolved.
+    pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     /// A Gateway address is not usable.
     pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
     /// The listener protocol is not supported.
