@@ -71,6 +71,9 @@ impl Client {
                 r = self.stream(&mut ready, &mut opened) => r,
             };
             self.metrics.xds_connected.set(0);
+            if shutdown.is_fired() {
+                return;
+            }
             if opened {
                 // The server was reachable: start over from the shortest delay.
                 delay = self.settings.backoff_min;
