@@ -11,6 +11,7 @@ pub mod readiness;
 pub mod resource;
 pub mod shutdown;
 pub mod telemetry;
+pub mod validate;
 pub mod version;
 
 pub use resource::{Resource, ResourceKind};

@@ -65,7 +65,7 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
     );
 
     // Restart it on the same address: the proxy reconnects and, nothing having changed, receives
-    // no resources.
+    // one empty response (its versions confirmed) and no resources.
     drop(cp);
     let cp = ControlPlane::start(dir.path(), logs.path(), Some(xds), &["--no-proxy"]).await;
     let reconnected = wait_until(Duration::from_secs(20), || async {
@@ -79,10 +79,18 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
     })
     .await;
     assert!(streams_up, "control plane does not see the stream");
+    let answered = wait_until(Duration::from_secs(5), || async {
+        cp.metric("serval_xds_acks_total").await == Some(1.0)
+    })
+    .await;
+    assert!(
+        answered,
+        "the first request is answered, and the proxy ACKs it"
+    );
     assert_eq!(
         cp.metric("serval_xds_responses_total").await,
-        Some(0.0),
-        "nothing changed, nothing sent"
+        Some(1.0),
+        "one response, carrying nothing"
     );
     assert_eq!(
         proxy.metric("serval_xds_resources_received_total").await,

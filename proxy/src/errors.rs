@@ -68,6 +68,17 @@ impl ProxyError {
         }
     }
 
+    /// The body the client gets: no cluster names or endpoint addresses (those go to the log).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::NoListener | Self::NoRoute { .. } => "no route\n",
+            Self::NoBackend { .. } => "no valid backend\n",
+            Self::NoEndpoints { .. } => "no healthy upstream\n",
+            Self::Upstream { .. } => "upstream connect error\n",
+            Self::BadRequest(_) => "bad request\n",
+        }
+    }
+
     /// Who is at fault.
     pub fn source(&self) -> ErrorSource {
         match self {

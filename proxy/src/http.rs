@@ -53,7 +53,7 @@ pub async fn handle(
             crate::errors::ErrorSource::Upstream => tracing::warn!(%error, "upstream error"),
             _ => tracing::debug!(%error, "request not forwarded"),
         }
-        text_response(status, format!("{error}\n"))
+        text_response(status, error.public_message().to_owned())
     });
     shared.metrics.record_response(response.status());
     response
@@ -179,9 +179,17 @@ fn rewrite(
 fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
     let name = HeaderName::from_static("x-forwarded-for");
     let ip = peer.ip().to_string();
-    let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
+    // Several header lines are one list (RFC 9110 §5.3).
+    let prior: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    let value = if prior.is_empty() {
+        ip
+    } else {
+        format!("{}, {ip}", prior.join(", "))
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(name, v);

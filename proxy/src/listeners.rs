@@ -9,13 +9,19 @@ use crate::{
     http::{self, Connection, Shared},
 };
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use parking_lot::Mutex;
 use serval_common::shutdown;
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::oneshot,
+};
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A socket could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,22 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
+/// A serving socket: fire `stop` and `closed` resolves once the socket is closed (its open
+/// connections drain after that).
+#[derive(Debug)]
+struct Bound {
+    stop: shutdown::Trigger,
+    closed: oneshot::Receiver<()>,
+}
+
+/// How long removing a socket waits for it to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// True if sockets bound to `a` and `b` cannot coexist (same port, same IP or a wildcard IP).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// Sockets bound for a configuration but not yet serving.
 #[derive(Debug, Default)]
 pub struct Prepared {
@@ -40,7 +62,7 @@ pub struct Prepared {
 #[derive(Debug)]
 pub struct Listeners {
     shared: Arc<Shared>,
-    bound: Mutex<BTreeMap<SocketAddr, shutdown::Trigger>>,
+    bound: Mutex<BTreeMap<SocketAddr, Bound>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Process shutdown: every accept loop stops and drains.
     shutdown: shutdown::Watch,
@@ -57,6 +79,32 @@ impl Listeners {
             shutdown,
             drain_timeout,
         }
+    }
+
+    /// Closes the sockets that `config` drops *and* that overlap a socket it adds (moving a Gateway
+    /// from `0.0.0.0:80` to `10.0.0.1:80`, say), so the new one can be bound. Other removed
+    /// sockets keep serving until [`Listeners::commit`].
+    pub async fn release_overlapping(&self, config: &Config) {
+        let released: Vec<(SocketAddr, Bound)> = {
+            let mut bound = self.bound.lock();
+            let added: Vec<SocketAddr> = config
+                .listeners
+                .keys()
+                .filter(|a| !bound.contains_key(*a))
+                .copied()
+                .collect();
+            let doomed: Vec<SocketAddr> = bound
+                .keys()
+                .filter(|old| !config.listeners.contains_key(*old))
+                .filter(|old| added.iter().any(|new| overlaps(**old, *new)))
+                .copied()
+                .collect();
+            doomed
+                .into_iter()
+                .filter_map(|a| bound.remove(&a).map(|b| (a, b)))
+                .collect()
+        };
+        close_all(released).await;
     }
 
     /// Binds the sockets `config` needs that are not bound yet.
@@ -77,34 +125,38 @@ impl Listeners {
         Ok(prepared)
     }
 
-    /// Starts serving the prepared sockets and stops sockets `config` no longer has. Call after the
-    /// swap.
-    pub fn commit(&self, prepared: Prepared, config: &Config) {
-        let mut bound = self.bound.lock();
-        for (addr, socket) in prepared.sockets {
-            let (trigger, watch) = shutdown::channel();
-            tracing::info!(%addr, "listening");
-            let task = tokio::spawn(accept_loop(
-                socket,
-                addr,
-                Arc::clone(&self.shared),
-                watch,
-                self.shutdown.clone(),
-                self.drain_timeout,
-            ));
-            let mut tasks = self.tasks.lock();
-            tasks.retain(|t| !t.is_finished());
-            tasks.push(task);
-            bound.insert(addr, trigger);
-        }
-        bound.retain(|addr, trigger| {
-            let keep = config.listeners.contains_key(addr);
-            if !keep {
-                tracing::info!(%addr, "listener removed; draining its connections");
-                trigger.fire();
+    /// Starts serving the prepared sockets, then closes the sockets `config` no longer has (their
+    /// open connections drain in the background). Call after the swap.
+    pub async fn commit(&self, prepared: Prepared, config: &Config) {
+        let removed: Vec<(SocketAddr, Bound)> = {
+            let mut bound = self.bound.lock();
+            for (addr, socket) in prepared.sockets {
+                let (stop, watch) = shutdown::channel();
+                let (closed_tx, closed) = oneshot::channel();
+                tracing::info!(%addr, "listening");
+                let task = tokio::spawn(accept_loop(
+                    socket,
+                    addr,
+                    Arc::clone(&self.shared),
+                    (watch, closed_tx),
+                    self.shutdown.clone(),
+                    self.drain_timeout,
+                ));
+                let mut tasks = self.tasks.lock();
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(task);
+                bound.insert(addr, Bound { stop, closed });
             }
-            keep
-        });
+            let gone: Vec<SocketAddr> = bound
+                .keys()
+                .filter(|a| !config.listeners.contains_key(*a))
+                .copied()
+                .collect();
+            gone.into_iter()
+                .filter_map(|a| bound.remove(&a).map(|b| (a, b)))
+                .collect()
+        };
+        close_all(removed).await;
     }
 
     /// Waits until every accept loop has stopped and drained (after process shutdown).
@@ -118,6 +170,20 @@ impl Listeners {
     /// Addresses currently bound.
     pub fn bound(&self) -> Vec<SocketAddr> {
         self.bound.lock().keys().copied().collect()
+    }
+}
+
+/// Stops the accept loops of `sockets` and waits (bounded) until each socket is closed.
+async fn close_all(sockets: Vec<(SocketAddr, Bound)>) {
+    for (addr, bound) in sockets {
+        tracing::info!(%addr, "listener removed; draining its connections");
+        bound.stop.fire();
+        if tokio::time::timeout(CLOSE_TIMEOUT, bound.closed)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%addr, "listener did not close in time");
+        }
     }
 }
 
@@ -137,12 +203,22 @@ async fn accept_loop(
     socket: TcpListener,
     addr: SocketAddr,
     shared: Arc<Shared>,
-    mut removed: shutdown::Watch,
+    (mut removed, closed): (shutdown::Watch, oneshot::Sender<()>),
     mut process: shutdown::Watch,
     drain_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper enforces no header-read timeout: a silent client would hold its
+    // connection (and a file descriptor) forever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
     loop {
         let (stream, peer) = tokio::select! {
             _ = removed.fired() => break,
@@ -178,6 +254,7 @@ async fn accept_loop(
         });
     }
     drop(socket);
+    let _ = closed.send(());
     // Let in-flight requests finish (keep-alive connections are told to close).
     if tokio::time::timeout(drain_timeout, graceful.shutdown())
         .await

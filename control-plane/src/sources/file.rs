@@ -152,7 +152,7 @@ impl FileSource {
         let (tx, mut events) = mpsc::unbounded_channel::<()>();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|e| is_change(&e.kind)) {
                     let _ = tx.send(());
                 }
             })
@@ -196,6 +196,18 @@ impl FileSource {
                 }
             }
         }
+    }
+}
+
+/// Events that can change what the folder holds. Accesses (including our own reads) and
+/// metadata-only changes are not, or every reload would trigger the next.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::event::{EventKind, ModifyKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
     }
 }
 

@@ -146,7 +146,7 @@ fn endpoints(
             .find(|p| p.name.as_deref().unwrap_or_default() == port_name)
             .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
             .and_then(|p| p.port)
-            .and_then(|p| u16::try_from(p).ok())
+            .and_then(|p| u16::try_from(p).ok().filter(|p| *p != 0))
         else {
             continue;
         };

@@ -184,6 +184,13 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
             format!("protocol {:?} is not supported yet", l.protocol),
         ));
     }
+    let hostname = l.hostname.as_ref().map(|h| h.to_ascii_lowercase());
+    if let Some(Err(e)) = hostname
+        .as_deref()
+        .map(|h| serval_common::validate::host_pattern(h, false))
+    {
+        not_accepted = Some((reason::UNSUPPORTED_VALUE, format!("hostname: {e}")));
+    }
     let allowed = l.allowed_routes.as_ref();
     let mut unresolved = None;
     let supported_kinds: Vec<&'static str> = match allowed.and_then(|a| a.kinds.as_ref()) {
@@ -229,7 +236,7 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
         name: l.name.clone(),
         port: port.unwrap_or(0),
         protocol: l.protocol.clone(),
-        hostname: l.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
+        hostname,
         supported_kinds,
         namespaces,
         not_accepted,
@@ -357,7 +364,7 @@ impl GatewayModel {
         let listeners: Vec<serde_json::Value> = self
             .listeners
             .iter()
-            .map(|l| listener_status(l, generation, opts))
+            .map(|l| listener_status(l, self.bind_ip.is_some(), generation, opts))
             .collect();
         let addresses: Vec<serde_json::Value> = self
             .status_addresses
@@ -381,7 +388,14 @@ impl GatewayModel {
     }
 }
 
-fn listener_status(l: &ListenerModel, generation: i64, opts: &Options) -> serde_json::Value {
+/// A listener's status; `gateway_servable` is false when a Gateway-level problem (address,
+/// parameters) keeps every listener from being served.
+fn listener_status(
+    l: &ListenerModel,
+    gateway_servable: bool,
+    generation: i64,
+    opts: &Options,
+) -> serde_json::Value {
     let cond =
         |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
     let mut conditions = Vec::new();
@@ -424,7 +438,7 @@ fn listener_status(l: &ListenerModel, generation: i64, opts: &Options) -> serde_
         ),
     });
     conditions.push(programmed_condition(
-        l.is_programmed(),
+        gateway_servable && l.is_programmed(),
         "not programmed",
         generation,
         opts,

@@ -117,7 +117,14 @@ fn translate_one(
 
     // Rules are translated once, and only for a route that attaches somewhere, so unattached routes
     // add no clusters.
-    let rules = if attached_anywhere {
+    let invalid_hostname = hostnames.iter().enumerate().find_map(|(i, h)| {
+        serval_common::validate::host_pattern(h, false)
+            .err()
+            .map(|e| format!("spec.hostnames[{i}]: {e}"))
+    });
+    let rules = if let Some(message) = invalid_hostname {
+        Err(message)
+    } else if attached_anywhere {
         translate_rules(inputs, ns, name, route, resources)
     } else {
         Ok(RulesOutcome::default())
@@ -132,6 +139,7 @@ fn translate_one(
     let cond =
         |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
     let mut parent_statuses = Vec::new();
+    let mut counted = std::collections::BTreeSet::new();
     for ((parent, gw), attachment) in parents.iter().zip(attachments) {
         let mut conditions = Vec::new();
         match (&attachment, &rules) {
@@ -152,7 +160,10 @@ fn translate_one(
                     "accepted".into(),
                 ));
                 for (listener, listener_hostnames) in listeners {
-                    gateways[*gw].listeners[*listener].attached_routes += 1;
+                    // A route counts once per listener, however many of its parentRefs reach it.
+                    if counted.insert((*gw, *listener)) {
+                        gateways[*gw].listeners[*listener].attached_routes += 1;
+                    }
                     for hostname in listener_hostnames {
                         for m in &outcome.matches {
                             entries.push(RouteEntry {

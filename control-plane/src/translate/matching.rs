@@ -121,10 +121,9 @@ fn prefix_all() -> pb::RouteMatch {
     }
 }
 
+/// The same check the proxy applies, so a pattern accepted here is never NACKed there.
 fn check_regex(value: &str) -> Result<(), String> {
-    regex::Regex::new(value)
-        .map(|_| ())
-        .map_err(|e| format!("invalid regular expression {value:?}: {e}"))
+    serval_common::validate::whole_value_regex(value).map(|_| ())
 }
 
 fn http_header_name_invalid(name: &str) -> bool {

@@ -38,8 +38,7 @@ pub struct StreamState {
     acked: Option<SnapshotVersion>,
     nacked: Option<SnapshotVersion>,
     last_error: Option<String>,
-    /// A response is owed even if it carries nothing (a new proxy with nothing to hold must still
-    /// learn the version, to ACK it and become ready).
+    /// A response is owed even if it carries nothing (the answer to a stream's first request).
     owe_response: bool,
     responses_sent: u64,
     acks: u64,
@@ -64,7 +63,10 @@ impl StreamState {
                 .iter()
                 .map(|(name, version)| (name.clone(), Version::from_wire(version.clone())))
                 .collect();
-            self.owe_response = self.held.is_empty();
+            // The first request is always answered, even when nothing differs: the proxy learns
+            // the version it holds is current and its ACK confirms it (a proxy that applied a
+            // response but could not ACK it before the stream broke becomes ready this way).
+            self.owe_response = true;
             return Ok(self.next_response(snapshot));
         }
         // DESIGN.md: a request that does not answer the response in flight is stale; ignore it.

@@ -8,12 +8,12 @@ use super::{Config, ListenerConfig};
 use crate::{
     router::{
         Action, DirectResponse, Route, Router, Target, VirtualHost, WeightedBackends,
-        matching::{self, PathMatch, RouteMatch, ValueMatch},
+        matching::{PathMatch, RouteMatch, ValueMatch},
     },
     upstream::{Cluster, Endpoint, Protocol, lb},
 };
 use bytes::Bytes;
-use serval_common::{Resource, proto::config::v1 as pb};
+use serval_common::{Resource, proto::config::v1 as pb, validate};
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
@@ -221,11 +221,11 @@ fn add_route_config(
             ));
         }
         for (d, domain) in vh.domains.iter().enumerate() {
-            if !valid_domain(domain) {
+            if let Err(reason) = validate::host_pattern(domain, true) {
                 return Err(invalid(
                     &rc.name,
                     format!("virtual_hosts[{v}].domains[{d}]"),
-                    format!("{domain:?} is not a host, *.suffix or *"),
+                    reason,
                 ));
             }
             // A pattern two Listener resources on one socket both define: the first keeps it.
@@ -233,15 +233,6 @@ fn add_route_config(
         }
     }
     Ok(())
-}
-
-fn valid_domain(d: &str) -> bool {
-    let name = d.strip_prefix("*.").unwrap_or(d);
-    d == "*"
-        || (!name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
 }
 
 fn compile_route(
@@ -320,8 +311,7 @@ fn compile_match(
         return Ok(RouteMatch::default());
     };
     let regex = |f: String, pattern: &str| {
-        matching::whole(pattern)
-            .map_err(|e| invalid(resource, f, format!("invalid regex {pattern:?}: {e}")))
+        validate::whole_value_regex(pattern).map_err(|e| invalid(resource, f, e))
     };
     let path = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
         None => None,
@@ -404,13 +394,9 @@ fn value_match(
     match kind {
         None => Err(invalid(resource, format!("{field}.kind"), "must be set")),
         Some((false, v)) => Ok(ValueMatch::Exact(v.to_owned())),
-        Some((true, v)) => matching::whole(v).map(ValueMatch::Regex).map_err(|e| {
-            invalid(
-                resource,
-                format!("{field}.regex"),
-                format!("invalid regex {v:?}: {e}"),
-            )
-        }),
+        Some((true, v)) => validate::whole_value_regex(v)
+            .map(ValueMatch::Regex)
+            .map_err(|e| invalid(resource, format!("{field}.regex"), e)),
     }
 }
 

@@ -38,11 +38,6 @@ pub enum ValueMatch {
     Regex(Regex),
 }
 
-/// Compiles `pattern` so it must match the whole value.
-pub fn whole(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{pattern})$"))
-}
-
 impl PathMatch {
     /// A prefix match of `value` (which starts with `/`).
     pub fn prefix(value: &str) -> Self {
@@ -195,7 +190,10 @@ mod tests {
                 http::HeaderName::from_static("version"),
                 ValueMatch::Exact("two".into()),
             )],
-            query_params: vec![("a b".into(), ValueMatch::Regex(whole("x+").expect("regex")))],
+            query_params: vec![(
+                "a b".into(),
+                ValueMatch::Regex(serval_common::validate::whole_value_regex("x+").expect("regex")),
+            )],
             method: Some(Method::POST),
             ..Default::default()
         };

@@ -1,6 +1,8 @@
 //! Applying one delta response: held resources + upserts − removals → decode → compile → bind new
 //! sockets → swap → start/stop sockets. Any failure before the swap rejects the whole response
-//! (NACK) and leaves the running configuration untouched.
+//! (NACK) and leaves the running configuration untouched, with one exception: a socket the new
+//! configuration drops and that overlaps one it adds (same port, wildcard or same IP) is closed
+//! before binding, since both cannot be bound at once.
 
 use crate::{
     config::{ConfigStore, compile},
@@ -25,7 +27,7 @@ pub struct Applier {
 
 impl Applier {
     /// Applies `response`; `Err` is the NACK's error detail.
-    pub fn apply(&self, response: &DeltaConfigResponse) -> Result<(), ErrorDetail> {
+    pub async fn apply(&self, response: &DeltaConfigResponse) -> Result<(), ErrorDetail> {
         let current = self.store.load();
         let mut resources = current.resources.clone();
         let mut versions = current.versions.clone();
@@ -58,6 +60,7 @@ impl Applier {
                 .unwrap_or_default();
             one_error(&type_url, e.resource(), e.to_string())
         })?;
+        self.listeners.release_overlapping(&config).await;
         let prepared = self.listeners.prepare(&config).map_err(|e| {
             let first = config
                 .listeners
@@ -68,7 +71,7 @@ impl Applier {
         })?;
         let config = Arc::new(config);
         self.store.swap(Arc::clone(&config));
-        self.listeners.commit(prepared, &config);
+        self.listeners.commit(prepared, &config).await;
         Ok(())
     }
 }

@@ -107,7 +107,8 @@ impl Client {
             .keep_alive_timeout(Duration::from_secs(20))
             .connect()
             .await?;
-        let mut client = ConfigDiscoveryClient::new(channel);
+        // A full view of a large gateway can pass tonic's 4 MiB default.
+        let mut client = ConfigDiscoveryClient::new(channel).max_decoding_message_size(256 << 20);
         let (tx, rx) = mpsc::channel::<DeltaConfigRequest>(4);
         let held = self.applier.store.load();
         let hello = DeltaConfigRequest {
@@ -120,12 +121,13 @@ impl Client {
             .delta_config(ReceiverStream::new(rx))
             .await?
             .into_inner();
-        *opened = true;
         self.metrics.xds_connects.inc();
         self.metrics.xds_connected.set(1);
         tracing::info!(server = %self.settings.server, held = held.versions.len(), "delta stream open");
         while let Some(response) = inbound.message().await? {
-            let answer = self.answer(&response);
+            // The server answered: the next reconnect starts from the shortest delay.
+            *opened = true;
+            let answer = self.answer(&response).await;
             let acked = answer.error_detail.is_none();
             tx.send(answer).await.map_err(|_| StreamError::Closed)?;
             if acked && let Some(latch) = ready.take() {
@@ -135,12 +137,12 @@ impl Client {
         Ok(())
     }
 
-    fn answer(&self, response: &DeltaConfigResponse) -> DeltaConfigRequest {
+    async fn answer(&self, response: &DeltaConfigResponse) -> DeltaConfigRequest {
         self.metrics.xds_responses.inc();
         self.metrics
             .xds_resources_received
             .inc_by(response.resources.len() as u64);
-        let error_detail = match self.applier.apply(response) {
+        let error_detail = match self.applier.apply(response).await {
             Ok(()) => {
                 self.metrics.config_applied.inc();
                 tracing::info!(

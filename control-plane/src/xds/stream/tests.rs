@@ -174,11 +174,17 @@ fn initial_resource_versions_are_honoured() {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let mut s = StreamState::default();
-    assert_eq!(
-        s.on_request(&hello(&[], &all), &snap).expect("ok"),
-        None,
-        "nothing changed"
+    let r = s
+        .on_request(&hello(&[], &all), &snap)
+        .expect("ok")
+        .expect("the first request is answered");
+    assert!(
+        r.resources.is_empty() && r.removed_resources.is_empty(),
+        "nothing changed, nothing sent"
     );
+    assert_eq!(r.system_version_info, snap.version.to_string());
+    assert!(s.on_request(&ack(&r.nonce), &snap).expect("ok").is_none());
+    assert_eq!(s.acked(), Some(&snap.version));
 
     let mut partial = all.clone();
     partial.retain(|(n, _)| !n.ends_with("/81"));

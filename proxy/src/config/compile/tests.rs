@@ -86,7 +86,7 @@ fn invalid_regex_names_the_field() {
     let text = err.to_string();
     assert!(
         text.starts_with(
-            "routeconfig/ns/a/80: virtual_hosts[0].routes[0].match.path.regex: invalid regex"
+            "routeconfig/ns/a/80: virtual_hosts[0].routes[0].match.path.regex: invalid regular expression"
         ),
         "{text}"
     );
