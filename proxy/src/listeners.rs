@@ -1,6 +1,8 @@
 //! Bound sockets, reconciled with each configuration: sockets of a new version are bound *before*
 //! it is swapped in (a bind failure rejects the version and changes nothing), sockets no longer
-//! configured stop accepting after the swap while their open connections finish.
+//! configured stop accepting after the swap while their open connections finish, for up to the
+//! drain timeout, after which they are closed. A dropped socket that overlaps an added one is
+//! closed before the bind (see `xds::apply`).
 //!
 //! Each connection is served with hyper's auto builder: HTTP/1.1 and HTTP/2 with prior knowledge.
 
@@ -208,6 +210,7 @@ async fn accept_loop(
     drain_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper enforces no header-read timeout: a silent client would hold its
     // connection (and a file descriptor) forever.
@@ -247,7 +250,9 @@ async fn accept_loop(
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let watched = graceful.watch(connection);
-        tokio::spawn(async move {
+        // Reap finished connections so the set only holds open ones.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             if let Err(error) = watched.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
@@ -260,6 +265,7 @@ async fn accept_loop(
         .await
         .is_err()
     {
-        tracing::warn!(%addr, "connections still open after the drain timeout");
+        tracing::warn!(%addr, open = connections.len(), "connections still open after the drain timeout; closing them");
+        connections.abort_all();
     }
 }
