@@ -38,6 +38,8 @@ spec:
     backendRefs: [{name: no-such-service, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /down}}]
     backendRefs: [{name: svc-down, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /h2c}}]
+    backendRefs: [{name: svc-h2c, port: 80}]
 "#;
 
 struct Setup {
@@ -64,6 +66,10 @@ async fn setup() -> Setup {
             service_yaml("svc-b", &[b.addr]),
             service_yaml("svc-empty", &[]),
             service_yaml("svc-down", &[down]),
+            service_yaml("svc-h2c", &[b.addr]).replace(
+                "{name: http, port: 80}",
+                "{name: http, port: 80, appProtocol: kubernetes.io/h2c}",
+            ),
         ]
         .join("---\n"),
     );
@@ -219,4 +225,29 @@ async fn rewrites_headers_and_serves_http2_prior_knowledge() {
     assert_eq!(echo.pod, "svc-b-pod-0");
     assert_eq!(echo.host, "paths.example");
     assert_eq!(echo.proto, "HTTP/1.1", "the upstream speaks HTTP/1.1");
+
+    // appProtocol kubernetes.io/h2c: HTTP/2 to the backend, with the client's host as :authority.
+    for client_h2 in [false, true] {
+        let reply = if client_h2 {
+            h2c_get(s.gateway, "paths.example", "/h2c/x").await
+        } else {
+            c.get(s.gateway, "paths.example", "/h2c/x", &[]).await
+        }
+        .expect("request");
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let echo = reply.echo().expect("echo JSON");
+        assert_eq!(echo.proto, "HTTP/2.0");
+        assert_eq!(echo.host, "paths.example");
+        assert_eq!(
+            echo.headers.get("Host"),
+            None,
+            "HTTP/2 carries the host in :authority only"
+        );
+        assert_eq!(echo.path, "/h2c/x");
+    }
 }

@@ -49,7 +49,7 @@ pub enum ProxyError {
         endpoint: std::net::SocketAddr,
         /// The client error.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::upstream::h2::Error,
     },
     /// The request could not be rewritten for the upstream.
     #[error("invalid request: {0}")]

@@ -99,8 +99,7 @@ async fn proxy(
     let upstream_req = rewrite(req, &authority, endpoint_addr, cluster.protocol, conn.peer)?;
     let response = shared
         .upstream
-        .client(cluster.protocol)
-        .request(upstream_req)
+        .send(cluster.protocol, endpoint_addr, upstream_req)
         .await
         .map_err(|source| ProxyError::Upstream {
             cluster: cluster.name.clone(),
@@ -153,9 +152,16 @@ fn rewrite(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
+    // HTTP/1.1: the URI names the endpoint (the pooled client connects there) and Host carries the
+    // client's authority. HTTP/2: `:authority` (from the URI) carries it and Host is dropped, as
+    // RFC 9113 §8.3.1 wants them to agree; the pool connects to the endpoint.
+    let uri_authority = match protocol {
+        Protocol::Http1 => endpoint.to_string(),
+        Protocol::H2c => authority.to_owned(),
+    };
     parts.uri = Uri::builder()
         .scheme("http")
-        .authority(endpoint.to_string())
+        .authority(uri_authority)
         .path_and_query(path_and_query)
         .build()
         .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
@@ -165,9 +171,16 @@ fn rewrite(
     };
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    let host = HeaderValue::from_str(authority)
-        .map_err(|_| ProxyError::BadRequest("invalid host".into()))?;
-    headers.insert(header::HOST, host);
+    match protocol {
+        Protocol::Http1 => {
+            let host = HeaderValue::from_str(authority)
+                .map_err(|_| ProxyError::BadRequest("invalid host".into()))?;
+            headers.insert(header::HOST, host);
+        }
+        Protocol::H2c => {
+            headers.remove(header::HOST);
+        }
+    }
     append_forwarded_for(headers, peer);
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),

@@ -4,6 +4,7 @@
 //!
 //! Health checking and outlier ejection are not done yet.
 
+pub mod h2;
 pub mod lb;
 
 use crate::http::Body;
@@ -11,7 +12,11 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use std::{net::SocketAddr, sync::atomic::AtomicUsize, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicUsize},
+    time::Duration,
+};
 
 /// Application protocol spoken to a cluster's endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +78,7 @@ impl Default for Settings {
 #[derive(Clone, Debug)]
 pub struct Upstream {
     http1: Client<HttpConnector, Body>,
-    h2c: Client<HttpConnector, Body>,
+    h2c: Arc<h2::H2Pool>,
 }
 
 impl Upstream {
@@ -92,16 +97,23 @@ impl Upstream {
             .pool_max_idle_per_host(settings.max_idle_per_endpoint)
             // The proxy sets Host itself from the downstream request.
             .set_host(false);
-        let http1 = builder.build(connector());
-        let h2c = builder.http2_only(true).build(connector());
-        Self { http1, h2c }
+        Self {
+            http1: builder.build(connector()),
+            h2c: Arc::new(h2::H2Pool::new(settings.connect_timeout)),
+        }
     }
 
-    /// The client for `protocol`.
-    pub fn client(&self, protocol: Protocol) -> &Client<HttpConnector, Body> {
+    /// Sends `req` to `endpoint` over `protocol`. For HTTP/1.1 the URI names the endpoint; for h2c
+    /// it carries the client's authority and `endpoint` says where to connect.
+    pub async fn send(
+        &self,
+        protocol: Protocol,
+        endpoint: SocketAddr,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, h2::Error> {
         match protocol {
-            Protocol::Http1 => &self.http1,
-            Protocol::H2c => &self.h2c,
+            Protocol::Http1 => Ok(self.http1.request(req).await?),
+            Protocol::H2c => self.h2c.send(endpoint, req).await,
         }
     }
 }
