@@ -496,3 +496,48 @@ impl Proxy {
         serde_json::from_slice(&reply.body).unwrap_or_default()
     }
 }
+
+/// The common starting point of the e2e scenarios: echo backends `svc-a` and `svc-b`, and a config
+/// folder with Gateway `gw` on a fresh loopback IP, port 8080, those two Services, and HTTPRoute
+/// `web` sending `hostnames` to `svc-a`. Fields drop in order: processes before their folders.
+#[derive(Debug)]
+pub struct Scenario {
+    /// Backend of `svc-a` (pod `svc-a-pod-0`).
+    pub a: EchoBackend,
+    /// Backend of `svc-b` (pod `svc-b-pod-0`).
+    pub b: EchoBackend,
+    /// Where the Gateway listens.
+    pub gateway: SocketAddr,
+    /// The config folder.
+    pub dir: TempDir,
+    /// Logs of every process.
+    pub logs: TempDir,
+}
+
+impl Scenario {
+    /// Starts the backends and writes the folder.
+    pub async fn two_backends(tag: &str, hostnames: &[&str]) -> Self {
+        let logs = TempDir::new(&format!("{tag}-logs"));
+        let dir = TempDir::new(tag);
+        let a = EchoBackend::start("svc-a", "svc-a-pod-0", logs.path()).await;
+        let b = EchoBackend::start("svc-b", "svc-b-pod-0", logs.path()).await;
+        let ip = unique_loopback_ip();
+        dir.write("gateway.yaml", &gateway_yaml(ip, 8080));
+        dir.write(
+            "services.yaml",
+            &[
+                service_yaml("svc-a", &[a.addr]),
+                service_yaml("svc-b", &[b.addr]),
+            ]
+            .join("---\n"),
+        );
+        dir.write("route.yaml", &route_yaml("svc-a", hostnames));
+        Self {
+            a,
+            b,
+            gateway: (ip, 8080).into(),
+            dir,
+            logs,
+        }
+    }
+}

@@ -2,31 +2,15 @@
 //! when nothing changed receives no resources again (content-hash versions).
 
 use serval_e2e::{
-    harness::{
-        ControlPlane, EchoBackend, Proxy, TempDir, gateway_yaml, route_yaml, service_yaml,
-        unique_loopback_ip, wait_until,
-    },
+    harness::{ControlPlane, Proxy, Scenario, route_yaml, wait_until},
     load::RequestLoop,
 };
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
-    let logs = TempDir::new("restart-logs");
-    let dir = TempDir::new("restart");
-    let a = EchoBackend::start("svc-a", "svc-a-pod-0", logs.path()).await;
-    let b = EchoBackend::start("svc-b", "svc-b-pod-0", logs.path()).await;
-    let ip = unique_loopback_ip();
-    dir.write("gateway.yaml", &gateway_yaml(ip, 8080));
-    dir.write(
-        "services.yaml",
-        &[
-            service_yaml("svc-a", &[a.addr]),
-            service_yaml("svc-b", &[b.addr]),
-        ]
-        .join("---\n"),
-    );
-    dir.write("route.yaml", &route_yaml("svc-a", &[]));
+    let s = Scenario::two_backends("restart", &[]).await;
+    let (dir, logs) = (&s.dir, &s.logs);
     let mut cp = ControlPlane::start(dir.path(), logs.path(), None, &["--no-proxy"]).await;
     let xds = cp.xds;
     let proxy = Proxy::start(xds, "restart-proxy", logs.path()).await;
@@ -39,7 +23,7 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
     let version = proxy.config_dump().await["version"].clone();
 
     let requests = RequestLoop::start(
-        (ip, 8080).into(),
+        s.gateway,
         "any.example",
         "/",
         2,

@@ -3,33 +3,17 @@
 //! objects while it is reported.
 
 use serval_e2e::{
-    harness::{
-        ControlPlane, EchoBackend, TempDir, gateway_yaml, route_yaml, service_yaml,
-        unique_loopback_ip, wait_until,
-    },
+    harness::{ControlPlane, Scenario, route_yaml, wait_until},
     load::RequestLoop,
 };
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_yaml_reroutes_with_zero_failed_requests() {
-    let logs = TempDir::new("reload-logs");
-    let dir = TempDir::new("reload");
-    let a = EchoBackend::start("svc-a", "svc-a-pod-0", logs.path()).await;
-    let b = EchoBackend::start("svc-b", "svc-b-pod-0", logs.path()).await;
-    let ip = unique_loopback_ip();
-    dir.write("gateway.yaml", &gateway_yaml(ip, 8080));
-    dir.write(
-        "services.yaml",
-        &[
-            service_yaml("svc-a", &[a.addr]),
-            service_yaml("svc-b", &[b.addr]),
-        ]
-        .join("---\n"),
-    );
-    dir.write("route.yaml", &route_yaml("svc-a", &["reload.example"]));
+    let s = Scenario::two_backends("reload", &["reload.example"]).await;
+    let (dir, logs) = (&s.dir, &s.logs);
     let cp = ControlPlane::start(dir.path(), logs.path(), None, &[]).await;
-    let gateway = (ip, 8080).into();
+    let gateway = s.gateway;
 
     let requests = RequestLoop::start(
         gateway,
