@@ -274,6 +274,16 @@ pub async fn h2c_get(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, 
     reply
 }
 
+/// Waits (up to 20 s) until the admin server at `addr` answers `/readyz` with 200.
+pub async fn wait_ready(addr: SocketAddr) -> bool {
+    wait_until(Duration::from_secs(20), || async {
+        admin_get(addr, "/readyz")
+            .await
+            .is_ok_and(|r| r.status == StatusCode::OK)
+    })
+    .await
+}
+
 /// Text of `http://addr{path}` (admin endpoints), or an error.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> Result<Reply, String> {
     HttpClient::http1()
@@ -419,13 +429,7 @@ impl ControlPlane {
             process,
         };
         for addr in std::iter::once(admin).chain(proxy_admin) {
-            let ready = wait_until(Duration::from_secs(20), || async {
-                admin_get(addr, "/readyz")
-                    .await
-                    .is_ok_and(|r| r.status == StatusCode::OK)
-            })
-            .await;
-            assert!(ready, "standalone not ready on {addr}");
+            assert!(wait_ready(addr).await, "standalone not ready on {addr}");
         }
         cp
     }
@@ -472,13 +476,10 @@ impl Proxy {
         args.extend(extra.iter().map(|s| s.to_string()));
         let process = Process::start(node_id, &binary("serval-proxy"), &args, log_dir);
         let proxy = Self { admin, process };
-        let ready = wait_until(Duration::from_secs(20), || async {
-            admin_get(admin, "/readyz")
-                .await
-                .is_ok_and(|r| r.status == StatusCode::OK)
-        })
-        .await;
-        assert!(ready, "proxy {node_id} not ready on {admin}");
+        assert!(
+            wait_ready(admin).await,
+            "proxy {node_id} not ready on {admin}"
+        );
         proxy
     }
 

@@ -24,6 +24,19 @@ pub struct LoopReport {
     pub pods: BTreeMap<String, u64>,
 }
 
+impl LoopReport {
+    /// Panics, showing the first few failures, unless every request succeeded.
+    pub fn assert_no_failures(&self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} requests failed: {:?}",
+            self.failures.len(),
+            self.sent,
+            &self.failures[..self.failures.len().min(5)]
+        );
+    }
+}
+
 /// A running request loop.
 #[derive(Debug)]
 pub struct RequestLoop {

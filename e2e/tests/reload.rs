@@ -76,13 +76,7 @@ async fn editing_yaml_reroutes_with_zero_failed_requests() {
     assert!(more, "request loop stalled");
 
     let report = requests.stop().await;
-    assert!(
-        report.failures.is_empty(),
-        "{} of {} requests failed: {:?}",
-        report.failures.len(),
-        report.sent,
-        &report.failures[..report.failures.len().min(5)]
-    );
+    report.assert_no_failures();
     assert!(
         report.pods.get("svc-a-pod-0").copied().unwrap_or(0) > 0
             && report.pods.get("svc-b-pod-0").copied().unwrap_or(0) > 0,
