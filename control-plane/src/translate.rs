@@ -13,12 +13,14 @@
 
 mod attach;
 mod backends;
+mod filters;
 mod gateway;
 mod gateway_class;
 pub mod hostname;
 mod http_route;
 pub mod inputs;
 mod matching;
+mod policy;
 mod reference_grant;
 mod route_config;
 pub mod status;

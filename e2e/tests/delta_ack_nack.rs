@@ -82,8 +82,10 @@ fn route_config(domains: &[&str], cluster: &str) -> Resource {
                         backends: vec![pb::WeightedBackend {
                             weight: 1,
                             target: Some(pb::weighted_backend::Target::Cluster(cluster.into())),
+                            filters: None,
                         }],
                     })),
+                    ..Default::default()
                 }],
             })
             .collect(),

@@ -54,6 +54,30 @@ pub enum ProxyError {
     /// The request could not be rewritten for the upstream.
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// A route timeout ran out.
+    #[error("{kind} timeout reached")]
+    Timeout {
+        /// Which timeout.
+        kind: TimeoutKind,
+    },
+}
+
+/// The HTTPRoute timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// `timeouts.request`: the whole request.
+    Request,
+    /// `timeouts.backendRequest`: one attempt to a backend.
+    BackendRequest,
+}
+
+impl std::fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Request => "request",
+            Self::BackendRequest => "backend request",
+        })
+    }
 }
 
 impl ProxyError {
@@ -65,6 +89,7 @@ impl ProxyError {
             Self::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -76,6 +101,7 @@ impl ProxyError {
             Self::NoEndpoints { .. } => "no healthy upstream\n",
             Self::Upstream { .. } => "upstream connect error\n",
             Self::BadRequest(_) => "bad request\n",
+            Self::Timeout { .. } => "upstream request timeout\n",
         }
     }
 
@@ -86,7 +112,15 @@ impl ProxyError {
                 ErrorSource::Downstream
             }
             Self::NoBackend { .. } => ErrorSource::Internal,
-            Self::NoEndpoints { .. } | Self::Upstream { .. } => ErrorSource::Upstream,
+            Self::NoEndpoints { .. } | Self::Upstream { .. } | Self::Timeout { .. } => {
+                ErrorSource::Upstream
+            }
         }
+    }
+
+    /// Whether the backend was not reached or dropped the connection before answering; such
+    /// requests are retried by a route's retry policy.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(self, Self::Upstream { .. })
     }
 }

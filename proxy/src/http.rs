@@ -1,24 +1,28 @@
-//! The request path: load the configuration once, route by host then path, pick a backend by
-//! weight and an endpoint by the cluster's policy, rewrite the request (hop-by-hop headers out,
-//! `Host` kept, `X-Forwarded-For`/`-Proto` added) and stream it to the endpoint.
+//! The request path: load the configuration once, route by host then path, run the route's filters
+//! (CORS, header changes, URL rewrite, mirrors), then its action: a direct response, a redirect, or
+//! forwarding to a backend picked by weight (see [`crate::forward`]). The request timeout covers all
+//! of it, up to the end of the response body.
 //!
 //! Errors become responses here (see [`crate::errors`]); nothing on this path panics or blocks.
 
 use crate::{
     config::ConfigStore,
-    errors::ProxyError,
+    errors::{ProxyError, TimeoutKind},
+    filters::{Filters, cors, redirect::RequestFacts},
+    forward::{self, Outgoing, Policy},
     metrics::Metrics,
-    router::{Action, DirectResponse, Target},
-    upstream::{Protocol, Upstream},
+    router::{Action, DirectResponse, Route, Target},
+    upstream::Upstream,
 };
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version, header};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header, request::Parts};
 use hyper::body::Incoming;
 use std::{net::SocketAddr, sync::Arc};
 
-/// Body type on both sides of the proxy.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub use crate::body::Body;
+
+/// Mirrored requests in flight at most, per proxy; more are dropped.
+pub const MAX_MIRRORS_IN_FLIGHT: usize = 1024;
 
 /// What the request path needs; shared by every connection of a proxy.
 #[derive(Debug)]
@@ -29,6 +33,20 @@ pub struct Shared {
     pub upstream: Upstream,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Slots for mirrored requests in flight.
+    pub mirror_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Shared {
+    /// Request-path state around a configuration store.
+    pub fn new(store: Arc<ConfigStore>, upstream: Upstream, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            upstream,
+            metrics,
+            mirror_slots: Arc::new(tokio::sync::Semaphore::new(MAX_MIRRORS_IN_FLIGHT)),
+        }
+    }
 }
 
 /// Per-connection facts.
@@ -79,36 +97,160 @@ async fn proxy(
             host: host.clone(),
             path: req.uri().path().to_owned(),
         })?;
-    let backends = match &route.action {
-        Action::Direct(d) => return Ok(direct(d)),
-        Action::Forward(backends) => backends,
+    let Some(limit) = route.timeouts.request else {
+        return serve_route(shared, conn, route, authority, req).await;
     };
-    let cluster = match backends.pick() {
-        None => {
-            return Err(ProxyError::NoBackend {
-                route: route.name.clone(),
-            });
+    let deadline = tokio::time::Instant::now() + limit;
+    match tokio::time::timeout_at(deadline, serve_route(shared, conn, route, authority, req)).await
+    {
+        Ok(response) => response.map(|r| r.map(|b| crate::body::Deadline::wrap(b, deadline))),
+        Err(_) => {
+            shared.metrics.record_timeout("request");
+            Err(ProxyError::Timeout {
+                kind: TimeoutKind::Request,
+            })
         }
-        Some(Target::Direct(d)) => return Ok(direct(d)),
-        Some(Target::Cluster(c)) => Arc::clone(c),
+    }
+}
+
+/// Runs `route` for a request: filters, then the action.
+async fn serve_route(
+    shared: &Shared,
+    conn: Connection,
+    route: &Route,
+    mut authority: String,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let mut cors_headers = None;
+    if let Some(policy) = &route.filters.cors {
+        match policy.decide(&parts.method, &parts.headers) {
+            cors::Decision::Preflight(headers) => {
+                let mut response = Response::new(crate::body::empty());
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                cors::add_headers(response.headers_mut(), headers);
+                return Ok(respond(&route.filters, None, response));
+            }
+            cors::Decision::Actual(headers) => cors_headers = Some(headers),
+            cors::Decision::None => {}
+        }
+    }
+    let prefix = route.matched_prefix();
+    apply_request_filters(&route.filters, &mut parts, &mut authority, prefix)?;
+    let port = conn.listener.port();
+    let facts = |parts, authority| request_facts(parts, authority, port, prefix);
+    let response = match &route.action {
+        Action::Direct(d) => direct(d),
+        Action::Redirect(r) => redirect_response(r.status, &r.location(facts(&parts, &authority))),
+        Action::Forward(backends) => {
+            let backend = backends.pick().ok_or_else(|| ProxyError::NoBackend {
+                route: route.name.clone(),
+            })?;
+            match &backend.target {
+                Target::Direct(d) => direct(d),
+                Target::Redirect(r) => {
+                    redirect_response(r.status, &r.location(facts(&parts, &authority)))
+                }
+                Target::Cluster(cluster) => {
+                    apply_request_filters(&backend.filters, &mut parts, &mut authority, prefix)?;
+                    let mirrors = route
+                        .filters
+                        .mirrors
+                        .iter()
+                        .chain(&backend.filters.mirrors)
+                        .filter(|m| m.sampled())
+                        .collect();
+                    let policy = Policy {
+                        backend_timeout: route.timeouts.backend_request,
+                        retry: route.retry.as_ref(),
+                        mirrors,
+                    };
+                    let out = Outgoing {
+                        parts,
+                        authority,
+                        body,
+                    };
+                    let response =
+                        forward::forward(shared, conn.peer, out, cluster, policy).await?;
+                    respond(&backend.filters, None, response)
+                }
+            }
+        }
     };
-    let endpoint = cluster.pick().ok_or_else(|| ProxyError::NoEndpoints {
-        cluster: cluster.name.clone(),
-    })?;
-    let endpoint_addr = endpoint.addr;
-    let upstream_req = rewrite(req, &authority, endpoint_addr, cluster.protocol, conn.peer)?;
-    let response = shared
-        .upstream
-        .send(cluster.protocol, endpoint_addr, upstream_req)
-        .await
-        .map_err(|source| ProxyError::Upstream {
-            cluster: cluster.name.clone(),
-            endpoint: endpoint_addr,
-            source,
-        })?;
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.boxed()))
+    Ok(respond(&route.filters, cors_headers, response))
+}
+
+/// What a redirect needs from the request.
+fn request_facts<'a>(
+    parts: &'a Parts,
+    authority: &'a str,
+    listener_port: u16,
+    matched_prefix: Option<&'a str>,
+) -> RequestFacts<'a> {
+    RequestFacts {
+        scheme: "http",
+        host: host_of_str(authority),
+        listener_port,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        matched_prefix,
+    }
+}
+
+/// Applies a rule's or backend's request header changes and URL rewrite.
+fn apply_request_filters(
+    filters: &Filters,
+    parts: &mut Parts,
+    authority: &mut String,
+    matched_prefix: Option<&str>,
+) -> Result<(), ProxyError> {
+    if let Some(m) = &filters.request_headers {
+        m.apply(&mut parts.headers);
+    }
+    let Some(rewrite) = &filters.url_rewrite else {
+        return Ok(());
+    };
+    if let Some(hostname) = &rewrite.hostname {
+        hostname.clone_into(authority);
+    }
+    if let Some(path) = &rewrite.path {
+        let mut new = path.apply(parts.uri.path(), matched_prefix);
+        if let Some(q) = parts.uri.query() {
+            new.push('?');
+            new.push_str(q);
+        }
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.path_and_query =
+            Some(new.parse().map_err(|_| {
+                ProxyError::BadRequest(format!("rewritten path {new:?} is invalid"))
+            })?);
+        parts.uri = Uri::from_parts(uri).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Applies response header changes and CORS headers to a response.
+fn respond(
+    filters: &Filters,
+    cors_headers: Option<http::HeaderMap>,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    if let Some(m) = &filters.response_headers {
+        m.apply(response.headers_mut());
+    }
+    if let Some(headers) = cors_headers {
+        cors::add_headers(response.headers_mut(), headers);
+    }
+    response
+}
+
+fn redirect_response(status: StatusCode, location: &str) -> Response<Body> {
+    let mut response = Response::new(crate::body::empty());
+    *response.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
 }
 
 /// The authority the client asked for: the URI's (HTTP/2, absolute-form) or the Host header.
@@ -122,133 +264,23 @@ fn request_authority<B>(req: &Request<B>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Lower-cased host without port (IPv6 literals keep their brackets).
+/// The host part of an authority, without port (IPv6 literals keep their brackets).
+fn host_of_str(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// Lower-cased host without port.
 fn host_of(authority: &str) -> String {
-    let host = if authority.starts_with('[') {
-        authority
-            .split_once(']')
-            .map_or(authority, |(h, _)| h)
-            .to_owned()
-            + "]"
-    } else {
-        authority
-            .rsplit_once(':')
-            .map_or(authority, |(h, _)| h)
-            .to_owned()
-    };
-    host.to_ascii_lowercase()
-}
-
-fn rewrite(
-    req: Request<Incoming>,
-    authority: &str,
-    endpoint: SocketAddr,
-    protocol: Protocol,
-    peer: SocketAddr,
-) -> Result<Request<Body>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    // HTTP/1.1: the URI names the endpoint (the pooled client connects there) and Host carries the
-    // client's authority. HTTP/2: `:authority` (from the URI) carries it and Host is dropped, as
-    // RFC 9113 §8.3.1 wants them to agree; the pool connects to the endpoint.
-    let uri_authority = match protocol {
-        Protocol::Http1 => endpoint.to_string(),
-        Protocol::H2c => authority.to_owned(),
-    };
-    parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(uri_authority)
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-    parts.version = match protocol {
-        Protocol::Http1 => Version::HTTP_11,
-        Protocol::H2c => Version::HTTP_2,
-    };
-    let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
-    match protocol {
-        Protocol::Http1 => {
-            let host = HeaderValue::from_str(authority)
-                .map_err(|_| ProxyError::BadRequest("invalid host".into()))?;
-            headers.insert(header::HOST, host);
-        }
-        Protocol::H2c => {
-            headers.remove(header::HOST);
-        }
-    }
-    append_forwarded_for(headers, peer);
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
-    Ok(Request::from_parts(parts, body.boxed()))
-}
-
-fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let name = HeaderName::from_static("x-forwarded-for");
-    let ip = peer.ip().to_string();
-    // Several header lines are one list (RFC 9110 §5.3).
-    let prior: Vec<&str> = headers
-        .get_all(&name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty())
-        .collect();
-    let value = if prior.is_empty() {
-        ip
-    } else {
-        format!("{}, {ip}", prior.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(name, v);
-    }
-}
-
-/// Removes the hop-by-hop headers of RFC 9110 §7.6.1, including those named in `Connection`.
-/// `TE: trailers` is kept, as gRPC needs it.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TRAILER,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    if te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
+    host_of_str(authority).to_ascii_lowercase()
 }
 
 fn direct(d: &DirectResponse) -> Response<Body> {
-    let mut resp = Response::new(full(d.body.clone()));
+    let mut resp = Response::new(crate::body::full(d.body.clone()));
     *resp.status_mut() = d.status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -258,15 +290,11 @@ fn direct(d: &DirectResponse) -> Response<Body> {
 }
 
 /// A plain-text response.
-pub fn text_response(status: http::StatusCode, body: String) -> Response<Body> {
+pub fn text_response(status: StatusCode, body: String) -> Response<Body> {
     direct(&DirectResponse {
         status,
         body: Bytes::from(body),
     })
-}
-
-fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 #[cfg(test)]
@@ -274,47 +302,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hop_by_hop_headers_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, x-custom"),
-        );
-        h.insert("x-custom", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TE, HeaderValue::from_static("trailers, deflate"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert("x-keep", HeaderValue::from_static("yes"));
-        strip_hop_by_hop(&mut h);
-        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        left.sort_unstable();
-        assert_eq!(left, ["te", "x-keep"]);
-        assert_eq!(
-            h.get(header::TE).map(|v| v.as_bytes()),
-            Some(&b"trailers"[..])
-        );
-    }
-
-    #[test]
-    fn forwarded_for_appends() {
-        let peer: SocketAddr = ([10, 0, 0, 1], 5000).into();
-        let mut h = HeaderMap::new();
-        append_forwarded_for(&mut h, peer);
-        assert_eq!(
-            h.get("x-forwarded-for").map(|v| v.as_bytes()),
-            Some(&b"10.0.0.1"[..])
-        );
-        append_forwarded_for(&mut h, peer);
-        assert_eq!(
-            h.get("x-forwarded-for").map(|v| v.as_bytes()),
-            Some(&b"10.0.0.1, 10.0.0.1"[..])
-        );
-    }
-
-    #[test]
     fn host_without_port() {
         assert_eq!(host_of("Foo.COM:8080"), "foo.com");
         assert_eq!(host_of("foo.com"), "foo.com");
         assert_eq!(host_of("[::1]:80"), "[::1]");
+        assert_eq!(host_of("[::1]"), "[::1]");
     }
 }

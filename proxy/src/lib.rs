@@ -10,8 +10,11 @@
 
 pub mod admin;
 pub mod args;
+pub mod body;
 pub mod config;
 pub mod errors;
+pub mod filters;
+pub mod forward;
 pub mod http;
 pub mod listeners;
 pub mod metrics;
@@ -51,11 +54,11 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
     let mut registry = telemetry::registry("proxy");
     let metrics = Arc::new(metrics::Metrics::register(&mut registry));
     let store = Arc::new(config::ConfigStore::default());
-    let shared = Arc::new(http::Shared {
-        store: Arc::clone(&store),
-        upstream: upstream::Upstream::new(config.upstream),
-        metrics: Arc::clone(&metrics),
-    });
+    let shared = Arc::new(http::Shared::new(
+        Arc::clone(&store),
+        upstream::Upstream::new(config.upstream),
+        Arc::clone(&metrics),
+    ));
     let listeners = Arc::new(listeners::Listeners::new(
         shared,
         shutdown.clone(),

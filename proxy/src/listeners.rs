@@ -247,7 +247,7 @@ async fn accept_loop(
             async move { Ok::<_, std::convert::Infallible>(http::handle(shared, conn, req).await) }
         });
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let watched = graceful.watch(connection);
         // Reap finished connections so the set only holds open ones.

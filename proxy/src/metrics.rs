@@ -22,6 +22,14 @@ pub struct Metrics {
     pub config_rejected: Counter,
     /// Streams opened to the control plane.
     pub xds_connects: Counter,
+    /// Upstream requests retried (HTTPRoute retry).
+    pub upstream_retries: Counter,
+    /// Requests that ran out of time, by `kind` (`request` or `backend_request`).
+    pub timeouts: Family<Vec<(String, String)>, Counter>,
+    /// Mirrored requests by `result` (`sent`, `failed`, `dropped`).
+    pub mirrors: Family<Vec<(String, String)>, Counter>,
+    /// WebSocket (HTTP/1.1 upgrade) tunnels opened.
+    pub upgrades: Counter,
 }
 
 impl Metrics {
@@ -35,6 +43,10 @@ impl Metrics {
             config_applied: Counter::default(),
             config_rejected: Counter::default(),
             xds_connects: Counter::default(),
+            upstream_retries: Counter::default(),
+            timeouts: Family::default(),
+            mirrors: Family::default(),
+            upgrades: Counter::default(),
         };
         registry.register(
             "http_responses",
@@ -71,7 +83,41 @@ impl Metrics {
             "Delta streams opened",
             m.xds_connects.clone(),
         );
+        registry.register(
+            "upstream_retries",
+            "Upstream requests retried",
+            m.upstream_retries.clone(),
+        );
+        registry.register(
+            "timeouts",
+            "Requests that ran out of time, by kind (request, backend_request)",
+            m.timeouts.clone(),
+        );
+        registry.register(
+            "mirrors",
+            "Mirrored requests, by result (sent, failed, dropped)",
+            m.mirrors.clone(),
+        );
+        registry.register(
+            "upgrades",
+            "WebSocket upgrade tunnels opened",
+            m.upgrades.clone(),
+        );
         m
+    }
+
+    /// Counts a timeout of `kind`.
+    pub fn record_timeout(&self, kind: &str) {
+        self.timeouts
+            .get_or_create(&vec![("kind".to_owned(), kind.to_owned())])
+            .inc();
+    }
+
+    /// Counts a mirrored request's `result`.
+    pub fn record_mirror(&self, result: &str) {
+        self.mirrors
+            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .inc();
     }
 
     /// Counts one response.

@@ -7,10 +7,13 @@
 pub mod host;
 pub mod matching;
 
-use crate::upstream::Cluster;
+use crate::{
+    filters::{Filters, Redirect},
+    upstream::Cluster,
+};
 use bytes::Bytes;
 use http::Request;
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 pub use host::HostTable;
 pub use matching::RouteMatch;
@@ -38,8 +41,44 @@ pub struct Route {
     pub name: String,
     /// What a request must look like.
     pub matcher: RouteMatch,
+    /// The rule's filters.
+    pub filters: Filters,
+    /// The rule's timeouts.
+    pub timeouts: Timeouts,
+    /// The rule's retry policy.
+    pub retry: Option<RetryPolicy>,
     /// What to do with it.
     pub action: Action,
+}
+
+impl Route {
+    /// The path prefix the route matches (without a trailing `/`), for `ReplacePrefixMatch`.
+    pub fn matched_prefix(&self) -> Option<&str> {
+        match &self.matcher.path {
+            Some(matching::PathMatch::Prefix(p)) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// HTTPRouteTimeouts; `None` means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole request, until the end of the response.
+    pub request: Option<Duration>,
+    /// Each attempt to a backend, until its response headers.
+    pub backend_request: Option<Duration>,
+}
+
+/// HTTPRouteRetry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retried response codes.
+    pub codes: Vec<http::StatusCode>,
+    /// Retries allowed.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub backoff: Duration,
 }
 
 /// What a route does.
@@ -49,6 +88,8 @@ pub enum Action {
     Forward(WeightedBackends),
     /// Answer directly.
     Direct(DirectResponse),
+    /// Answer with a redirect.
+    Redirect(Redirect),
 }
 
 /// A fixed answer.
@@ -63,10 +104,19 @@ pub struct DirectResponse {
 /// Backends with weights; `total` is their sum.
 #[derive(Debug)]
 pub struct WeightedBackends {
-    /// `(cumulative weight, target)`, ascending.
-    pub cumulative: Vec<(u64, Target)>,
+    /// `(cumulative weight, backend)`, ascending.
+    pub cumulative: Vec<(u64, Backend)>,
     /// Sum of weights; 0 means no backend can be picked.
     pub total: u64,
+}
+
+/// One backendRef.
+#[derive(Debug)]
+pub struct Backend {
+    /// Where requests that pick it go.
+    pub target: Target,
+    /// The backendRef's filters.
+    pub filters: Filters,
 }
 
 /// Where a picked backend sends the request.
@@ -76,6 +126,8 @@ pub enum Target {
     Cluster(Arc<Cluster>),
     /// A fixed answer (an invalid backendRef).
     Direct(DirectResponse),
+    /// A redirect (a RequestRedirect filter on the backendRef).
+    Redirect(Redirect),
 }
 
 impl Router {
@@ -93,7 +145,7 @@ impl Router {
 
 impl WeightedBackends {
     /// Picks a backend with probability weight / total; `None` when every weight is 0.
-    pub fn pick(&self) -> Option<&Target> {
+    pub fn pick(&self) -> Option<&Backend> {
         if self.total == 0 {
             return None;
         }

@@ -5,7 +5,7 @@
 //! known kind that does not decode is an error naming the document and the field.
 
 use gateway_api::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
+    experimental::httproutes::HttpRoute, gatewayclasses::GatewayClass, gateways::Gateway,
     referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{

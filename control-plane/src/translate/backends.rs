@@ -85,6 +85,15 @@ pub(super) fn resolve(
             format!("{what}: Service has no port {port}"),
         ));
     };
+    let protocol = upstream_protocol(service_port).ok_or_else(|| {
+        (
+            reason::UNSUPPORTED_PROTOCOL,
+            format!(
+                "{what}: port {port} has appProtocol {:?}, which Serval cannot speak to a backend (supported: http, kubernetes.io/h2c, kubernetes.io/ws)",
+                service_port.app_protocol.as_deref().unwrap_or_default()
+            ),
+        )
+    })?;
     if service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
         return Err((
             reason::UNSUPPORTED_VALUE,
@@ -100,7 +109,7 @@ pub(super) fn resolve(
             service: format!("{}/{}", backend.namespace, backend.name),
             port: u32::from(port16),
             lb_policy: pb::LbPolicy::RoundRobin.into(),
-            protocol: upstream_protocol(service_port).into(),
+            protocol: protocol.into(),
             connect_timeout: None,
         };
         let endpoints = endpoints(inputs, &key, service, service_port);
@@ -117,10 +126,18 @@ pub(super) fn resolve(
     Ok(cluster_name)
 }
 
-fn upstream_protocol(port: &ServicePort) -> pb::UpstreamProtocol {
-    match port.app_protocol.as_deref() {
-        Some("kubernetes.io/h2c") => pb::UpstreamProtocol::H2c,
-        _ => pb::UpstreamProtocol::Http1,
+/// The protocol for a Service port's `appProtocol` (GEP-1911); `None` when Serval cannot speak it.
+/// WebSocket (`kubernetes.io/ws`) is HTTP/1.1 with an upgrade.
+fn upstream_protocol(port: &ServicePort) -> Option<pb::UpstreamProtocol> {
+    match port
+        .app_protocol
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("" | "http" | "kubernetes.io/ws") => Some(pb::UpstreamProtocol::Http1),
+        Some("kubernetes.io/h2c" | "h2c") => Some(pb::UpstreamProtocol::H2c),
+        Some(_) => None,
     }
 }
 

@@ -3,19 +3,22 @@
 //! `ResolvedRefs`.
 //!
 //! Entries are ordered and grouped into RouteConfigs by `route_config`; backends become clusters in
-//! `backends`. Filters are not implemented yet: a rule with filters answers 500 and the route gets
-//! `PartiallyInvalid` (never silently skipped).
+//! `backends`, filters are converted in `filters`, timeouts and retries in `policy`. A rule that
+//! cannot be served as written answers 500 and the route gets `PartiallyInvalid` (or
+//! `ResolvedRefs=False` for a reference): never silently skipped.
 
 use super::{
     Options,
     attach::{self, Attachment, ParentRef},
     backends::{self, BackendRef},
+    filters::{self, Level, Problem},
     gateway::{GATEWAY_GROUP, GatewayModel},
     inputs::{Inputs, Key},
     matching::{self, Origin, Precedence},
+    policy,
     status::{Condition, GATEWAY_API_VERSION, ObjectStatus, StatusMetadata, condition, reason},
 };
-use gateway_api::httproutes::{HttpRoute, HttpRouteRules};
+use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteRules};
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::collections::BTreeMap;
 
@@ -123,7 +126,7 @@ fn translate_one(
             .map(|e| format!("spec.hostnames[{i}]: {e}"))
     });
     let rules = if let Some(message) = invalid_hostname {
-        Err(message)
+        Err((reason::UNSUPPORTED_VALUE, message))
     } else if attached_anywhere {
         translate_rules(inputs, ns, name, route, resources)
     } else {
@@ -146,12 +149,9 @@ fn translate_one(
             (Attachment::Rejected(r, m), _) => {
                 conditions.push(cond(condition::ACCEPTED, false, r, m.clone()))
             }
-            (Attachment::Attached(_), Err(message)) => conditions.push(cond(
-                condition::ACCEPTED,
-                false,
-                reason::UNSUPPORTED_VALUE,
-                message.clone(),
-            )),
+            (Attachment::Attached(_), Err((r, message))) => {
+                conditions.push(cond(condition::ACCEPTED, false, r, message.clone()));
+            }
             (Attachment::Attached(listeners), Ok(outcome)) => {
                 conditions.push(cond(
                     condition::ACCEPTED,
@@ -188,13 +188,8 @@ fn translate_one(
                         }
                     }
                 }
-                if let Some(message) = &outcome.partially_invalid {
-                    conditions.push(cond(
-                        "PartiallyInvalid",
-                        true,
-                        reason::UNSUPPORTED_VALUE,
-                        message.clone(),
-                    ));
+                if let Some((r, message)) = &outcome.partially_invalid {
+                    conditions.push(cond(condition::PARTIALLY_INVALID, true, r, message.clone()));
                 }
             }
         }
@@ -232,10 +227,10 @@ fn translate_one(
 #[derive(Debug, Default)]
 struct RulesOutcome {
     matches: Vec<TranslatedMatch>,
-    /// First backendRef that did not resolve: (reason, message).
+    /// First reference that did not resolve: (reason, message).
     unresolved: Option<(&'static str, String)>,
-    /// Parts of the route that are not served as written.
-    partially_invalid: Option<String>,
+    /// First part of the route that is not served as written: (reason, message).
+    partially_invalid: Option<(&'static str, String)>,
 }
 
 #[derive(Debug)]
@@ -245,34 +240,74 @@ struct TranslatedMatch {
     route: pb::Route,
 }
 
-/// `Err` (naming the field) when the route cannot be accepted at all.
+/// `Err((reason, message naming the field))` when the route cannot be accepted at all: a match
+/// is invalid, or every rule is ("If all Route Rules in a Route are invalid, the entire Route
+/// would be considered invalid"; otherwise the route is `PartiallyInvalid`).
 fn translate_rules(
     inputs: &Inputs,
     ns: &str,
     name: &str,
     route: &HttpRoute,
     resources: &mut BTreeMap<String, Resource>,
-) -> Result<RulesOutcome, String> {
+) -> Result<RulesOutcome, (&'static str, String)> {
     let mut outcome = RulesOutcome::default();
-    for (i, rule) in route.spec.rules.iter().flatten().enumerate() {
-        let action = rule_action(inputs, ns, rule, resources, &mut outcome, i);
+    let rules = route.spec.rules.as_deref().unwrap_or_default();
+    let mut invalid_rules = 0;
+    for (i, rule) in rules.iter().enumerate() {
+        let rule_out = translate_rule(inputs, ns, rule, i, resources, &mut outcome);
+        let mut invalid_matches = 0;
         let matches: Vec<Option<&_>> = match rule.matches.as_deref() {
             None | Some([]) => vec![None],
             Some(ms) => ms.iter().map(Some).collect(),
         };
         for (j, m) in matches.into_iter().enumerate() {
-            let route_match =
-                matching::convert(m).map_err(|e| format!("spec.rules[{i}].matches[{j}].{e}"))?;
+            let route_match = matching::convert(m).map_err(|e| {
+                (
+                    reason::UNSUPPORTED_VALUE,
+                    format!("spec.rules[{i}].matches[{j}].{e}"),
+                )
+            })?;
+            let mut action = rule_out.action.clone();
+            let is_prefix = matches!(
+                route_match.path.as_ref().and_then(|p| p.kind.as_ref()),
+                Some(pb::path_match::Kind::Prefix(_))
+            );
+            if let (Some(field), false) = (&rule_out.replaces_prefix, is_prefix) {
+                outcome.partially_invalid.get_or_insert((
+                    reason::UNSUPPORTED_VALUE,
+                    format!(
+                        "{field} needs a PathPrefix match, but spec.rules[{i}].matches[{j}] is not one; it answers 500"
+                    ),
+                ));
+                action = pb::route::Action::DirectResponse(direct(500, "invalid filter\n"));
+                invalid_matches += 1;
+            }
             outcome.matches.push(TranslatedMatch {
                 rule: i,
                 match_index: j,
                 route: pb::Route {
                     name: names::route(ns, KIND, name, i, j),
                     r#match: Some(route_match),
-                    action: Some(action.clone()),
+                    filters: rule_out.filters.clone(),
+                    timeouts: rule_out.timeouts,
+                    retry: rule_out.retry.clone(),
+                    rule_name: rule.name.clone().unwrap_or_default(),
+                    action: Some(action),
                 },
             });
         }
+        if rule_out.invalid
+            || invalid_matches == rule.matches.as_ref().map_or(1, |m| m.len().max(1))
+        {
+            invalid_rules += 1;
+        }
+    }
+    if invalid_rules > 0 && invalid_rules == rules.len() {
+        let (r, message) = outcome.partially_invalid.take().unwrap_or((
+            reason::UNSUPPORTED_VALUE,
+            "every rule is invalid".to_owned(),
+        ));
+        return Err((r, format!("every rule is invalid; first: {message}")));
     }
     Ok(outcome)
 }
@@ -284,31 +319,105 @@ fn direct(status: u32, body: impl Into<String>) -> pb::DirectResponse {
     }
 }
 
-fn rule_action(
+/// One rule, the same for each of its matches.
+struct RuleOut {
+    action: pb::route::Action,
+    filters: Option<pb::Filters>,
+    timeouts: Option<pb::Timeouts>,
+    retry: Option<pb::RetryPolicy>,
+    /// Field of a `ReplacePrefixMatch` (rule- or backend-level), which needs PathPrefix matches.
+    replaces_prefix: Option<String>,
+    /// The rule's filters or policies are invalid: it answers 500.
+    invalid: bool,
+}
+
+fn translate_rule(
     inputs: &Inputs,
     ns: &str,
     rule: &HttpRouteRules,
+    i: usize,
     resources: &mut BTreeMap<String, Resource>,
     outcome: &mut RulesOutcome,
-    i: usize,
-) -> pb::route::Action {
-    if let Some(filter) = rule.filters.iter().flatten().next() {
-        let kind = serde_json::to_value(&filter.r#type)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let message = format!(
-            "spec.rules[{i}].filters: filter type {kind} is not supported yet; the rule answers 500"
-        );
-        outcome.partially_invalid.get_or_insert(message);
-        return pb::route::Action::DirectResponse(direct(500, "filter not supported\n"));
+) -> RuleOut {
+    let fail = |outcome: &mut RulesOutcome, problem: Problem| {
+        let invalid = matches!(problem, Problem::Invalid(..));
+        match problem {
+            Problem::Invalid(r, m) => outcome.partially_invalid.get_or_insert((r, m)),
+            Problem::Unresolved(r, m) => outcome.unresolved.get_or_insert((r, m)),
+        };
+        RuleOut {
+            invalid,
+            action: pb::route::Action::DirectResponse(direct(500, "invalid rule\n")),
+            filters: None,
+            timeouts: None,
+            retry: None,
+            replaces_prefix: None,
+        }
+    };
+    let converted = match filters::convert(
+        inputs,
+        KIND,
+        ns,
+        &format!("spec.rules[{i}].filters"),
+        Level::Rule,
+        rule.filters.as_deref().unwrap_or_default(),
+        resources,
+    ) {
+        Ok(c) => c,
+        Err(problem) => return fail(outcome, problem),
+    };
+    if let Some(u) = converted.unresolved {
+        outcome.unresolved.get_or_insert(u);
     }
+    let timeouts = match policy::timeouts(i, rule.timeouts.as_ref()) {
+        Ok(t) => t,
+        Err(m) => return fail(outcome, Problem::Invalid(reason::UNSUPPORTED_VALUE, m)),
+    };
+    let retry = match policy::retry(i, rule.retry.as_ref()) {
+        Ok(r) => r,
+        Err(m) => return fail(outcome, Problem::Invalid(reason::UNSUPPORTED_VALUE, m)),
+    };
+    let mut replaces_prefix = converted.replaces_prefix;
+    let filters = Some(converted.filters).filter(|f| *f != pb::Filters::default());
+    let action = if let Some(redirect) = converted.redirect {
+        pb::route::Action::Redirect(redirect)
+    } else {
+        rule_backends(
+            inputs,
+            ns,
+            rule,
+            i,
+            resources,
+            outcome,
+            &mut replaces_prefix,
+        )
+    };
+    RuleOut {
+        action,
+        filters,
+        timeouts,
+        retry,
+        replaces_prefix,
+        invalid: false,
+    }
+}
+
+fn rule_backends(
+    inputs: &Inputs,
+    ns: &str,
+    rule: &HttpRouteRules,
+    i: usize,
+    resources: &mut BTreeMap<String, Resource>,
+    outcome: &mut RulesOutcome,
+    replaces_prefix: &mut Option<String>,
+) -> pb::route::Action {
     let refs = rule.backend_refs.as_deref().unwrap_or_default();
     if refs.is_empty() {
         return pb::route::Action::DirectResponse(direct(500, "no backends\n"));
     }
     let mut backends = Vec::new();
     for (j, b) in refs.iter().enumerate() {
+        let at = format!("spec.rules[{i}].backendRefs[{j}]");
         let backend = BackendRef {
             group: b.group.as_deref().unwrap_or_default(),
             kind: b.kind.as_deref().unwrap_or("Service"),
@@ -317,31 +426,61 @@ fn rule_action(
             port: b.port,
         };
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
-        let target = match backends::resolve(inputs, KIND, ns, &backend, resources) {
-            Ok(cluster) => pb::weighted_backend::Target::Cluster(cluster),
-            Err((r, m)) => {
-                outcome
-                    .unresolved
-                    .get_or_insert((r, format!("spec.rules[{i}].backendRefs[{j}]: {m}")));
-                pb::weighted_backend::Target::DirectResponse(direct(500, "invalid backend\n"))
+        let invalid = |m: &str| Some(pb::weighted_backend::Target::DirectResponse(direct(500, m)));
+        let converted = filters::to_rule_filters(b.filters.as_deref().unwrap_or_default())
+            .map_err(|e| Problem::Invalid(reason::UNSUPPORTED_VALUE, format!("{at}.filters: {e}")))
+            .and_then(|f| {
+                filters::convert(
+                    inputs,
+                    KIND,
+                    ns,
+                    &format!("{at}.filters"),
+                    Level::Backend,
+                    &f,
+                    resources,
+                )
+            });
+        let converted = match converted {
+            Ok(c) => c,
+            Err(Problem::Invalid(r, m)) => {
+                outcome.partially_invalid.get_or_insert((r, m));
+                backends.push(pb::WeightedBackend {
+                    weight,
+                    target: invalid("invalid filter\n"),
+                    filters: None,
+                });
+                continue;
+            }
+            Err(Problem::Unresolved(r, m)) => {
+                outcome.unresolved.get_or_insert((r, m));
+                backends.push(pb::WeightedBackend {
+                    weight,
+                    target: invalid("invalid filter\n"),
+                    filters: None,
+                });
+                continue;
             }
         };
-        if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-            outcome.partially_invalid.get_or_insert(format!(
-                "spec.rules[{i}].backendRefs[{j}].filters are not supported yet; the backend answers 500"
-            ));
-            backends.push(pb::WeightedBackend {
-                weight,
-                target: Some(pb::weighted_backend::Target::DirectResponse(direct(
-                    500,
-                    "filter not supported\n",
-                ))),
-            });
-            continue;
+        if let Some(u) = converted.unresolved {
+            outcome.unresolved.get_or_insert(u);
         }
+        if replaces_prefix.is_none() {
+            *replaces_prefix = converted.replaces_prefix;
+        }
+        let target = match backends::resolve(inputs, KIND, ns, &backend, resources) {
+            Ok(_) if converted.redirect.is_some() => converted
+                .redirect
+                .map(pb::weighted_backend::Target::Redirect),
+            Ok(cluster) => Some(pb::weighted_backend::Target::Cluster(cluster)),
+            Err((r, m)) => {
+                outcome.unresolved.get_or_insert((r, format!("{at}: {m}")));
+                invalid("invalid backend\n")
+            }
+        };
         backends.push(pb::WeightedBackend {
             weight,
-            target: Some(target),
+            target,
+            filters: Some(converted.filters).filter(|f| *f != pb::Filters::default()),
         });
     }
     pb::route::Action::Route(pb::RouteAction { backends })

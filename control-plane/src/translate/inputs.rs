@@ -6,7 +6,7 @@
 
 use crate::sources::objects::{Object, ObjectRef};
 use gateway_api::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
+    experimental::httproutes::HttpRoute, gatewayclasses::GatewayClass, gateways::Gateway,
     referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{

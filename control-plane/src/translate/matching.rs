@@ -7,7 +7,7 @@
 //! query parameter matches; ties go to the oldest route, then namespace/name, then rule and match
 //! order.
 
-use gateway_api::httproutes::{
+use gateway_api::experimental::httproutes::{
     HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType as HeaderType,
     HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
 };

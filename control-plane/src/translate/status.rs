@@ -16,6 +16,8 @@ pub mod condition {
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     /// `Conflicted`.
     pub const CONFLICTED: &str = "Conflicted";
+    /// `PartiallyInvalid`: some rules of a route are invalid and answer 500.
+    pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
 }
 
 /// Condition reasons.
@@ -60,6 +62,8 @@ pub mod reason {
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     /// A field has a value this implementation does not support.
     pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+    /// A rule combines filters that cannot be used together (RequestRedirect and URLRewrite).
+    pub const INCOMPATIBLE_FILTERS: &str = "IncompatibleFilters";
 }
 
 /// A `metav1.Condition`.

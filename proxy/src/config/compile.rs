@@ -7,12 +7,13 @@
 use super::{Config, ListenerConfig};
 use crate::{
     router::{
-        Action, DirectResponse, Route, Router, Target, VirtualHost, WeightedBackends,
+        Action, Backend, DirectResponse, Route, Router, Target, VirtualHost, WeightedBackends,
         matching::{PathMatch, RouteMatch, ValueMatch},
     },
     upstream::{Cluster, Endpoint, Protocol, lb},
 };
 use bytes::Bytes;
+use filters::At;
 use serval_common::{Resource, proto::config::v1 as pb, validate};
 use std::{
     collections::BTreeMap,
@@ -242,18 +243,31 @@ fn compile_route(
     clusters: &BTreeMap<String, Arc<Cluster>>,
 ) -> Result<Route, CompileError> {
     let matcher = compile_match(resource, &format!("{field}.match"), route.r#match.as_ref())?;
+    let at = At {
+        resource,
+        field: field.to_owned(),
+    };
     let action = match &route.action {
         None => return Err(invalid(resource, format!("{field}.action"), "must be set")),
         Some(pb::route::Action::DirectResponse(d)) => {
             Action::Direct(direct(resource, &format!("{field}.direct_response"), d)?)
         }
+        Some(pb::route::Action::Redirect(r)) => {
+            Action::Redirect(filters::redirect(&at, "redirect", r)?)
+        }
         Some(pb::route::Action::Route(a)) => {
             let mut cumulative = Vec::with_capacity(a.backends.len());
             let mut total = 0u64;
             for (b, backend) in a.backends.iter().enumerate() {
-                let bfield = format!("{field}.route.backends[{b}]");
+                let bfield = format!("route.backends[{b}]");
                 let target = match &backend.target {
-                    None => return Err(invalid(resource, bfield, "target must be set")),
+                    None => {
+                        return Err(invalid(
+                            resource,
+                            format!("{field}.{bfield}"),
+                            "target must be set",
+                        ));
+                    }
                     Some(pb::weighted_backend::Target::Cluster(name)) => {
                         let cluster = clusters.get(name).ok_or_else(|| CompileError::Missing {
                             resource: resource.to_owned(),
@@ -261,22 +275,44 @@ fn compile_route(
                         })?;
                         Target::Cluster(Arc::clone(cluster))
                     }
-                    Some(pb::weighted_backend::Target::DirectResponse(d)) => {
-                        Target::Direct(direct(resource, &format!("{bfield}.direct_response"), d)?)
+                    Some(pb::weighted_backend::Target::DirectResponse(d)) => Target::Direct(
+                        direct(resource, &format!("{field}.{bfield}.direct_response"), d)?,
+                    ),
+                    Some(pb::weighted_backend::Target::Redirect(r)) => {
+                        Target::Redirect(filters::redirect(&at, &format!("{bfield}.redirect"), r)?)
                     }
                 };
+                let backend_at = At {
+                    resource,
+                    field: format!("{field}.{bfield}.filters"),
+                };
+                let backend_filters =
+                    filters::filters(&backend_at, backend.filters.as_ref(), clusters)?;
                 if backend.weight == 0 {
                     continue;
                 }
                 total += u64::from(backend.weight);
-                cumulative.push((total, target));
+                cumulative.push((
+                    total,
+                    Backend {
+                        target,
+                        filters: backend_filters,
+                    },
+                ));
             }
             Action::Forward(WeightedBackends { cumulative, total })
         }
     };
+    let filter_at = At {
+        resource,
+        field: format!("{field}.filters"),
+    };
     Ok(Route {
         name: route.name.clone(),
         matcher,
+        filters: filters::filters(&filter_at, route.filters.as_ref(), clusters)?,
+        timeouts: filters::timeouts(&at, route.timeouts.as_ref())?,
+        retry: filters::retry(&at, route.retry.as_ref())?,
         action,
     })
 }
@@ -400,5 +436,6 @@ fn value_match(
     }
 }
 
+mod filters;
 #[cfg(test)]
 mod tests;

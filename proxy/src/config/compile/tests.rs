@@ -40,6 +40,7 @@ fn direct_route(name: &str, path: pb::path_match::Kind) -> pb::Route {
             status: 204,
             body: String::new(),
         })),
+        ..Default::default()
     }
 }
 
@@ -156,8 +157,10 @@ fn zero_weight_backends_are_never_picked() {
                                 body: String::new(),
                             },
                         )),
+                        filters: None,
                     }],
                 })),
+                ..Default::default()
             },
         ),
     ]);
