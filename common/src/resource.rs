@@ -226,9 +226,17 @@ impl Resource {
                 None => {}
             },
             Self::RouteConfig(rc) => {
+                let mirrors = |f: &Option<pb::Filters>| {
+                    f.iter()
+                        .flat_map(|f| &f.mirrors)
+                        .map(|m| m.cluster.clone())
+                        .collect::<Vec<_>>()
+                };
                 for route in rc.virtual_hosts.iter().flat_map(|vh| &vh.routes) {
+                    out.extend(mirrors(&route.filters));
                     if let Some(pb::route::Action::Route(action)) = &route.action {
                         for backend in &action.backends {
+                            out.extend(mirrors(&backend.filters));
                             if let Some(pb::weighted_backend::Target::Cluster(c)) = &backend.target
                             {
                                 out.push(c.clone());

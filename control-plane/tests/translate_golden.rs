@@ -233,6 +233,17 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
         let id = format!("{ns}/{name}");
         let view = snapshot.view(std::slice::from_ref(&id));
         if !view.resources.is_empty() {
+            // Invariant: what one Gateway's proxies receive is complete on its own.
+            serval_proxy::config::compile::compile(
+                view.version.to_string(),
+                view.resources
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.resource.clone()))
+                    .collect(),
+                BTreeMap::new(),
+                None,
+            )
+            .map_err(|e| format!("the proxy rejects the view of {id}: {e}"))?;
             per_gateway.insert(id, view.resources.keys().cloned().collect::<Vec<_>>());
         }
     }

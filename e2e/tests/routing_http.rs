@@ -161,7 +161,7 @@ async fn routes_by_host_then_path_and_reports_errors() {
     );
     assert_eq!(
         status("paths.example", "/down").await,
-        Ok(502),
+        Ok(503),
         "connection refused"
     );
 }

@@ -87,7 +87,8 @@ impl ProxyError {
             Self::NoListener | Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::NoBackend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            // As Envoy: a connection that failed or was reset before a response is 503.
+            Self::Upstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }

@@ -1,6 +1,7 @@
 //! Route attachment: which listeners of a Gateway a route's `parentRef` binds to, checking
-//! `sectionName`, `port`, the listener's `allowedRoutes` (kinds and namespaces) and the hostname
-//! intersection, in that order, so the reason reported is the first check that failed.
+//! `sectionName`, `port`, the kinds the listener asks for, whether it is programmed, its
+//! `allowedRoutes` (kinds and namespaces) and the hostname intersection, in that order, so the
+//! reason reported is the first check that failed.
 //!
 //! Whether the route's rules are valid is not decided here.
 
@@ -76,6 +77,18 @@ pub(super) fn attach(
         return Attachment::Rejected(
             reason::NO_MATCHING_PARENT,
             format!("Gateway {} has no {what}", gateway.id()),
+        );
+    }
+    if !candidates
+        .iter()
+        .any(|i| gateway.listeners[*i].requested_kinds.iter().any(|k| k == route_kind))
+    {
+        return Attachment::Rejected(
+            reason::NOT_ALLOWED_BY_LISTENERS,
+            format!(
+                "no listener of Gateway {} allows route kind {route_kind}",
+                gateway.id()
+            ),
         );
     }
     let programmed: Vec<usize> = candidates

@@ -45,6 +45,10 @@ pub(super) struct ListenerModel {
     pub(super) hostname: Option<String>,
     /// Route kinds this listener accepts.
     pub(super) supported_kinds: Vec<&'static str>,
+    /// Route kinds the listener asks for, supported or not: `allowedRoutes.kinds`, or the
+    /// specification's defaults for its protocol. A route of another kind is never allowed here,
+    /// whatever else is wrong with the listener.
+    pub(super) requested_kinds: Vec<String>,
     pub(super) namespaces: AllowedNamespaces,
     /// Why the listener is not accepted (reason, message).
     pub(super) not_accepted: Option<(&'static str, String)>,
@@ -192,6 +196,16 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
         not_accepted = Some((reason::UNSUPPORTED_VALUE, format!("hostname: {e}")));
     }
     let allowed = l.allowed_routes.as_ref();
+    let requested_kinds: Vec<String> = match allowed.and_then(|a| a.kinds.as_ref()) {
+        Some(kinds) => kinds.iter().map(|k| k.kind.clone()).collect(),
+        None => match l.protocol.as_str() {
+            "HTTP" | "HTTPS" => vec!["HTTPRoute".to_owned(), "GRPCRoute".to_owned()],
+            "TLS" => vec!["TLSRoute".to_owned()],
+            "TCP" => vec!["TCPRoute".to_owned()],
+            "UDP" => vec!["UDPRoute".to_owned()],
+            _ => Vec::new(),
+        },
+    };
     let mut unresolved = None;
     let supported_kinds: Vec<&'static str> = match allowed.and_then(|a| a.kinds.as_ref()) {
         None => possible.to_vec(),
@@ -238,6 +252,7 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
         protocol: l.protocol.clone(),
         hostname,
         supported_kinds,
+        requested_kinds,
         namespaces,
         not_accepted,
         unresolved,
