@@ -6,6 +6,11 @@ use serval_control_plane::{
     standalone,
 };
 
+// mimalloc: translating thousands of routes is allocation-heavy, and glibc's allocator made it
+// about twice as slow (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();

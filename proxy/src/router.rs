@@ -1,11 +1,13 @@
 //! The compiled, immutable routing table of one listener socket: host → virtual host (exact, then
 //! the longest wildcard suffix, then `*`), then the first route whose match holds.
 //!
-//! Built by `config::compile`; read per request. No allocation on the lookup path beyond
-//! lower-casing the host when it has upper-case letters.
+//! Built by `config::compile`; read per request. The host is a hash lookup ([`HostTable`]) and the
+//! route a lookup in the virtual host's [`PathIndex`], so the cost does not grow with the number
+//! of routes. No allocation on the lookup path.
 
 pub mod host;
 pub mod matching;
+pub mod path_index;
 
 use crate::{
     filters::{Filters, Redirect},
@@ -17,6 +19,10 @@ use std::{sync::Arc, time::Duration};
 
 pub use host::HostTable;
 pub use matching::RouteMatch;
+pub use path_index::PathIndex;
+
+/// Virtual hosts with at most this many routes are scanned instead of looked up in the index.
+const SCAN_LIMIT: usize = 4;
 
 /// The routing table of one socket.
 #[derive(Debug, Default)]
@@ -32,6 +38,20 @@ pub struct VirtualHost {
     pub name: String,
     /// Routes, first match wins.
     pub routes: Vec<Route>,
+    /// The routes indexed by path.
+    pub index: PathIndex,
+}
+
+impl VirtualHost {
+    /// A virtual host with its path index.
+    pub fn new(name: String, routes: Vec<Route>) -> Self {
+        let index = PathIndex::build(routes.iter().map(|r| r.matcher.path.as_ref()));
+        Self {
+            name,
+            routes,
+            index,
+        }
+    }
 }
 
 /// One compiled route.
@@ -136,10 +156,13 @@ impl Router {
         let vhost = self.hosts.get(host)?;
         let path = req.uri().path();
         let query = req.uri().query();
-        vhost
-            .routes
-            .iter()
-            .find(|r| r.matcher.matches(req.method(), path, query, req.headers()))
+        let holds = |r: &Route| r.matcher.matches(req.method(), path, query, req.headers());
+        // A short list is scanned: cheaper than the index's hash lookups.
+        if vhost.routes.len() <= SCAN_LIMIT {
+            return vhost.routes.iter().find(|r| holds(r));
+        }
+        let i = vhost.index.first(path, |i| holds(&vhost.routes[i]))?;
+        vhost.routes.get(i)
     }
 }
 

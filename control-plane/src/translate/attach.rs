@@ -79,10 +79,12 @@ pub(super) fn attach(
             format!("Gateway {} has no {what}", gateway.id()),
         );
     }
-    if !candidates
-        .iter()
-        .any(|i| gateway.listeners[*i].requested_kinds.iter().any(|k| k == route_kind))
-    {
+    if !candidates.iter().any(|i| {
+        gateway.listeners[*i]
+            .requested_kinds
+            .iter()
+            .any(|k| k == route_kind)
+    }) {
         return Attachment::Rejected(
             reason::NOT_ALLOWED_BY_LISTENERS,
             format!(

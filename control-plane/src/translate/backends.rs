@@ -20,6 +20,15 @@ pub(super) struct BackendRef<'a> {
     pub(super) port: Option<i32>,
 }
 
+/// Displays as `backendRef <namespace>/<name>`.
+struct Named<'a, 'b>(&'a BackendRef<'b>);
+
+impl std::fmt::Display for Named<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "backendRef {}/{}", self.0.namespace, self.0.name)
+    }
+}
+
 /// Why a backendRef is invalid: (reason, message).
 pub(super) type Invalid = (&'static str, String);
 
@@ -32,7 +41,8 @@ pub(super) fn resolve(
     backend: &BackendRef<'_>,
     resources: &mut BTreeMap<String, Resource>,
 ) -> Result<String, Invalid> {
-    let what = format!("backendRef {}/{}", backend.namespace, backend.name);
+    // Formatted only into error messages: resolving must not allocate on success.
+    let what = Named(backend);
     if !(backend.group.is_empty() || backend.group == "core") || backend.kind != "Service" {
         return Err((
             reason::INVALID_KIND,

@@ -22,6 +22,24 @@ pub fn covers(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// Every pattern that covers `host` (an exact name or a pattern): itself, each wildcard over one of
+/// its suffixes, and `*`. Lets callers find covering patterns with lookups instead of scans.
+pub fn covering_patterns(host: &str) -> Vec<String> {
+    let mut out = vec![host.to_owned()];
+    for (i, b) in host.bytes().enumerate() {
+        if b == b'.' {
+            let pattern = format!("*{}", &host[i..]);
+            if pattern != host && covers(&pattern, host) {
+                out.push(pattern);
+            }
+        }
+    }
+    if host != "*" {
+        out.push("*".to_owned());
+    }
+    out
+}
+
 /// The hostname requests must carry to reach a route with hostname `route` through a listener with
 /// hostname `listener` (`None`: any), or `None` if no request can.
 pub fn intersect(listener: Option<&str>, route: &str) -> Option<String> {
@@ -58,6 +76,21 @@ mod tests {
         assert!(covers("*.example.com", "*.a.example.com"));
         assert!(!covers("*.a.example.com", "*.example.com"));
         assert!(!covers("foo.com", "bar.com"));
+        assert_eq!(
+            covering_patterns("a.b.example.com"),
+            [
+                "a.b.example.com",
+                "*.b.example.com",
+                "*.example.com",
+                "*.com",
+                "*"
+            ]
+        );
+        assert_eq!(
+            covering_patterns("*.example.com"),
+            ["*.example.com", "*.com", "*"]
+        );
+        assert_eq!(covering_patterns("*"), ["*"]);
     }
 
     #[test]

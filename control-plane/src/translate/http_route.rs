@@ -20,7 +20,7 @@ use super::{
 };
 use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteRules};
 use serval_common::{Resource, names, proto::config::v1 as pb};
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 const KIND: &str = "HTTPRoute";
 
@@ -34,7 +34,8 @@ pub(super) struct RouteEntry {
     /// The hostname pattern requests must carry (`*` for any).
     pub(super) hostname: String,
     pub(super) precedence: Precedence,
-    pub(super) route: pb::Route,
+    /// Shared by every listener and hostname the match is reachable through.
+    pub(super) route: Arc<pb::Route>,
 }
 
 /// Translates every HTTPRoute that names a Gateway of ours.
@@ -49,9 +50,22 @@ pub(super) fn translate(
         .enumerate()
         .map(|(i, g)| (g.key.clone(), i))
         .collect();
+    // Tie-breaker of the precedence rules: the oldest route, then namespace/name order.
+    let mut order: Vec<_> = inputs
+        .http_routes
+        .iter()
+        .map(|(key, r)| (r.metadata.creation_timestamp.as_ref().map(|t| &t.0), key))
+        .collect();
+    order.sort();
+    let ranks: BTreeMap<&Key, usize> = order
+        .into_iter()
+        .enumerate()
+        .map(|(rank, (_, key))| (key, rank))
+        .collect();
     let mut entries = Vec::new();
     let mut statuses = Vec::new();
-    for ((ns, name), route) in &inputs.http_routes {
+    for (key, route) in &inputs.http_routes {
+        let (ns, name) = key;
         if let Some(status) = translate_one(
             inputs,
             opts,
@@ -61,6 +75,7 @@ pub(super) fn translate(
             ns,
             name,
             route,
+            ranks.get(key).copied().unwrap_or_default(),
             &mut entries,
         ) {
             statuses.push(status);
@@ -79,6 +94,7 @@ fn translate_one(
     ns: &str,
     name: &str,
     route: &HttpRoute,
+    route_rank: usize,
     entries: &mut Vec<RouteEntry>,
 ) -> Option<ObjectStatus> {
     let generation = route.metadata.generation.unwrap_or(0);
@@ -133,12 +149,7 @@ fn translate_one(
         Ok(RulesOutcome::default())
     };
 
-    let created = route
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.to_string())
-        .unwrap_or_default();
+    let no_match = pb::RouteMatch::default();
     let cond =
         |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
     let mut parent_statuses = Vec::new();
@@ -171,19 +182,14 @@ fn translate_one(
                                 listener: *listener,
                                 hostname: hostname.clone(),
                                 precedence: matching::precedence(
-                                    m.route
-                                        .r#match
-                                        .as_ref()
-                                        .unwrap_or(&pb::RouteMatch::default()),
+                                    m.route.r#match.as_ref().unwrap_or(&no_match),
                                     Origin {
-                                        created: &created,
-                                        namespace: ns,
-                                        name,
+                                        route_rank,
                                         rule: m.rule,
                                         match_index: m.match_index,
                                     },
                                 ),
-                                route: m.route.clone(),
+                                route: Arc::clone(&m.route),
                             });
                         }
                     }
@@ -219,8 +225,26 @@ fn translate_one(
             namespace: Some(ns.to_owned()),
             generation,
         },
-        status: serde_json::json!({ "parents": parent_statuses }),
+        status: serde_json::json!({ "parents": parents_with_foreign(route, opts, parent_statuses) }),
     })
+}
+
+/// `status.parents` as written: the entries of other controllers, untouched and first (another
+/// implementation owns them; rewriting them starts write wars), then Serval's.
+fn parents_with_foreign(
+    route: &HttpRoute,
+    opts: &Options,
+    ours: Vec<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let mut parents: Vec<serde_json::Value> = route
+        .status
+        .iter()
+        .flat_map(|s| &s.parents)
+        .filter(|p| p.controller_name != opts.controller_name)
+        .filter_map(|p| serde_json::to_value(p).ok())
+        .collect();
+    parents.extend(ours);
+    parents
 }
 
 /// The translated rules of one route.
@@ -237,7 +261,7 @@ struct RulesOutcome {
 struct TranslatedMatch {
     rule: usize,
     match_index: usize,
-    route: pb::Route,
+    route: Arc<pb::Route>,
 }
 
 /// `Err((reason, message naming the field))` when the route cannot be accepted at all: a match
@@ -285,7 +309,7 @@ fn translate_rules(
             outcome.matches.push(TranslatedMatch {
                 rule: i,
                 match_index: j,
-                route: pb::Route {
+                route: Arc::new(pb::Route {
                     name: names::route(ns, KIND, name, i, j),
                     r#match: Some(route_match),
                     filters: rule_out.filters.clone(),
@@ -293,7 +317,7 @@ fn translate_rules(
                     retry: rule_out.retry.clone(),
                     rule_name: rule.name.clone().unwrap_or_default(),
                     action: Some(action),
-                },
+                }),
             });
         }
         if rule_out.invalid

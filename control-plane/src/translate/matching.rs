@@ -22,19 +22,17 @@ pub(super) struct Precedence {
     no_method: bool,
     headers: Reverse<usize>,
     query_params: Reverse<usize>,
-    created: String,
-    namespace: String,
-    name: String,
+    /// The route's place in (creationTimestamp, namespace, name) order.
+    route_rank: usize,
     rule: usize,
     match_index: usize,
 }
 
 /// Where a match comes from, for the tie-breakers.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Origin<'a> {
-    pub(super) created: &'a str,
-    pub(super) namespace: &'a str,
-    pub(super) name: &'a str,
+pub(super) struct Origin {
+    /// The route's place among all routes in (creationTimestamp, namespace, name) order.
+    pub(super) route_rank: usize,
     pub(super) rule: usize,
     pub(super) match_index: usize,
 }
@@ -134,7 +132,7 @@ fn http_header_name_invalid(name: &str) -> bool {
 }
 
 /// The precedence key of a converted match.
-pub(super) fn precedence(m: &pb::RouteMatch, origin: Origin<'_>) -> Precedence {
+pub(super) fn precedence(m: &pb::RouteMatch, origin: Origin) -> Precedence {
     let (path_rank, path_len) = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
         Some(pb::path_match::Kind::Exact(v)) => (0, v.len()),
         Some(pb::path_match::Kind::Regex(v)) => (1, v.len()),
@@ -148,9 +146,7 @@ pub(super) fn precedence(m: &pb::RouteMatch, origin: Origin<'_>) -> Precedence {
         no_method: m.method.is_empty(),
         headers: Reverse(m.headers.len()),
         query_params: Reverse(m.query_params.len()),
-        created: origin.created.to_owned(),
-        namespace: origin.namespace.to_owned(),
-        name: origin.name.to_owned(),
+        route_rank: origin.route_rank,
         rule: origin.rule,
         match_index: origin.match_index,
     }

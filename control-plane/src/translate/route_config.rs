@@ -78,6 +78,10 @@ fn virtual_hosts(
     };
     let mut patterns: BTreeSet<String> = listeners.iter().map(|i| pattern_of(*i)).collect();
     patterns.extend(entries.iter().map(|e| e.hostname.clone()));
+    let mut by_hostname: BTreeMap<&str, Vec<&RouteEntry>> = BTreeMap::new();
+    for e in entries {
+        by_hostname.entry(e.hostname.as_str()).or_default().push(e);
+    }
 
     let mut out = Vec::new();
     for pattern in patterns {
@@ -90,9 +94,13 @@ fn virtual_hosts(
         else {
             continue;
         };
-        let mut matching: Vec<&&RouteEntry> = entries
+        // Entries whose hostname covers the pattern, found by lookups (not a scan of every entry).
+        let mut matching: Vec<&RouteEntry> = hostname::covering_patterns(&pattern)
             .iter()
-            .filter(|e| e.listener == owner && hostname::covers(&e.hostname, &pattern))
+            .filter_map(|h| by_hostname.get(h.as_str()))
+            .flatten()
+            .copied()
+            .filter(|e| e.listener == owner)
             .collect();
         matching.sort_by(|a, b| {
             hostname::by_specificity(&a.hostname, &b.hostname)
@@ -101,8 +109,8 @@ fn virtual_hosts(
         let mut seen = BTreeSet::new();
         let routes: Vec<pb::Route> = matching
             .into_iter()
-            .filter(|e| seen.insert(e.route.name.clone()))
-            .map(|e| e.route.clone())
+            .filter(|e| seen.insert(e.route.name.as_str()))
+            .map(|e| (*e.route).clone())
             .collect();
         out.push(pb::VirtualHost {
             name: pattern.clone(),

@@ -137,8 +137,9 @@ pub struct ObjectStatus {
 pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 
 /// Keeps each condition's `lastTransitionTime` from `previous` when its `status` did not change,
-/// as Kubernetes does: only a transition moves the time. Conditions are matched by object, by
-/// position in the status, and by `type`.
+/// as Kubernetes does: only a transition moves the time. Conditions are matched by object, then
+/// list entries by their key (`parentRef` with `controllerName` for route parents, `name` for
+/// listeners, else position), then conditions by `type`.
 pub fn carry_transition_times(previous: &[ObjectStatus], current: &mut [ObjectStatus]) {
     for object in current.iter_mut() {
         let Some(old) = previous.iter().find(|p| {
@@ -168,12 +169,29 @@ fn carry(old: &serde_json::Value, new: &mut serde_json::Value) {
             }
         }
         (Value::Array(o), Value::Array(n)) => {
-            for (old_item, new_item) in o.iter().zip(n.iter_mut()) {
-                carry(old_item, new_item);
+            for (i, new_item) in n.iter_mut().enumerate() {
+                let key = entry_key(new_item);
+                let old_item = match &key {
+                    Some(k) => o.iter().find(|c| entry_key(c).as_ref() == Some(k)),
+                    None => o.get(i),
+                };
+                if let Some(old_item) = old_item {
+                    carry(old_item, new_item);
+                }
             }
         }
         _ => {}
     }
+}
+
+/// What identifies a list entry across versions: a route parent's `parentRef` and
+/// `controllerName`, or a listener's `name`.
+fn entry_key(v: &serde_json::Value) -> Option<serde_json::Value> {
+    let obj = v.as_object()?;
+    if let Some(parent) = obj.get("parentRef") {
+        return Some(serde_json::json!([parent, obj.get("controllerName")]));
+    }
+    obj.get("name").cloned()
 }
 
 fn carry_conditions(old: &serde_json::Value, new: &mut serde_json::Value) {
@@ -188,5 +206,55 @@ fn carry_conditions(old: &serde_json::Value, new: &mut serde_json::Value) {
         if let (Some(time), Some(obj)) = (prior_time, condition.as_object_mut()) {
             obj.insert("lastTransitionTime".to_owned(), time.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(status: serde_json::Value) -> ObjectStatus {
+        ObjectStatus {
+            api_version: GATEWAY_API_VERSION.to_owned(),
+            kind: "HTTPRoute".to_owned(),
+            metadata: StatusMetadata {
+                name: "r".to_owned(),
+                namespace: Some("ns".to_owned()),
+                generation: 1,
+            },
+            status,
+        }
+    }
+
+    fn parent(name: &str, accepted: &str, time: &str) -> serde_json::Value {
+        json!({
+            "parentRef": {"name": name},
+            "controllerName": "c",
+            "conditions": [{"type": "Accepted", "status": accepted, "lastTransitionTime": time}],
+        })
+    }
+
+    #[test]
+    fn transition_times_follow_parents_by_reference_not_position() {
+        let old = [object(
+            json!({"parents": [parent("a", "True", "t1"), parent("b", "False", "t1")]}),
+        )];
+        // Reordered parents, b's status changed, a's did not.
+        let mut new = [object(
+            json!({"parents": [parent("b", "True", "t2"), parent("a", "True", "t2")]}),
+        )];
+        carry_transition_times(&old, &mut new);
+        let times: Vec<&str> = new[0].status["parents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                p["conditions"][0]["lastTransitionTime"]
+                    .as_str()
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(times, ["t2", "t1"]);
     }
 }

@@ -210,10 +210,7 @@ fn add_route_config(
             let field = format!("virtual_hosts[{v}].routes[{r}]");
             routes.push(compile_route(&rc.name, &field, route, clusters)?);
         }
-        let vhost = Arc::new(VirtualHost {
-            name: vh.name.clone(),
-            routes,
-        });
+        let vhost = Arc::new(VirtualHost::new(vh.name.clone(), routes));
         if vh.domains.is_empty() {
             return Err(invalid(
                 &rc.name,

@@ -1,5 +1,6 @@
 //! Host lookup for virtual hosts: exact names, wildcard suffixes (`*.example.com`, one or more
-//! labels) with the longest suffix winning, and the catch-all `*`.
+//! labels) with the longest suffix winning, and the catch-all `*`. Lookups are hash lookups, one per
+//! label of the host, whatever the number of patterns.
 
 use std::collections::HashMap;
 
@@ -7,8 +8,8 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub struct HostTable<T> {
     exact: HashMap<String, T>,
-    /// `(".example.com", value)`, longest suffix first.
-    wildcard: Vec<(String, T)>,
+    /// By suffix including the leading dot (`.example.com` for `*.example.com`).
+    wildcard: HashMap<String, T>,
     any: Option<T>,
 }
 
@@ -16,7 +17,7 @@ impl<T> Default for HostTable<T> {
     fn default() -> Self {
         Self {
             exact: HashMap::new(),
-            wildcard: Vec::new(),
+            wildcard: HashMap::new(),
             any: None,
         }
     }
@@ -35,12 +36,10 @@ impl<T> HostTable<T> {
             return true;
         }
         if let Some(suffix) = pattern.strip_prefix('*') {
-            if self.wildcard.iter().any(|(s, _)| s == suffix) {
+            if self.wildcard.contains_key(suffix) {
                 return false;
             }
-            self.wildcard.push((suffix.to_owned(), value));
-            self.wildcard
-                .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            self.wildcard.insert(suffix.to_owned(), value);
             return true;
         }
         if self.exact.contains_key(&pattern) {
@@ -55,11 +54,17 @@ impl<T> HostTable<T> {
         if let Some(v) = self.exact.get(host) {
             return Some(v);
         }
-        self.wildcard
-            .iter()
-            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
-            .map(|(_, v)| v)
-            .or(self.any.as_ref())
+        if !self.wildcard.is_empty() {
+            // The leftmost dot gives the longest suffix; at least one label must precede it.
+            for (i, b) in host.bytes().enumerate().skip(1) {
+                if b == b'.'
+                    && let Some(v) = self.wildcard.get(&host[i..])
+                {
+                    return Some(v);
+                }
+            }
+        }
+        self.any.as_ref()
     }
 
     /// Number of patterns.

@@ -44,7 +44,8 @@ impl PathMatch {
         Self::Prefix(value.trim_end_matches('/').to_owned())
     }
 
-    fn matches(&self, path: &str) -> bool {
+    /// True if `path` satisfies the condition.
+    pub fn matches(&self, path: &str) -> bool {
         match self {
             Self::Exact(v) => path == v,
             // "/foo" matches "/foo", "/foo/" and "/foo/bar", not "/foobar".
