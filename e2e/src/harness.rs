@@ -189,8 +189,17 @@ where
 pub struct Reply {
     /// Status.
     pub status: StatusCode,
+    /// Response headers.
+    pub headers: http::HeaderMap,
     /// Body.
     pub body: Bytes,
+}
+
+impl Reply {
+    /// The first value of response header `name`, if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 impl Reply {
@@ -222,8 +231,23 @@ impl HttpClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Reply, String> {
-        let mut builder =
-            Request::get(format!("http://{addr}{path}")).header(http::header::HOST, host);
+        self.request(http::Method::GET, addr, host, path, headers)
+            .await
+    }
+
+    /// `method` `http://addr{path}` with `Host: host` and extra headers; errors are strings.
+    pub async fn request(
+        &self,
+        method: http::Method,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .header(http::header::HOST, host);
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
@@ -240,13 +264,18 @@ impl HttpClient {
 
 async fn into_reply(resp: http::Response<hyper::body::Incoming>) -> Result<Reply, String> {
     let status = resp.status();
+    let headers = resp.headers().clone();
     let body = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// One HTTP/2 prior-knowledge GET to `addr` with `:authority` = `host` (what real HTTP/2 clients
