@@ -57,10 +57,12 @@ struct Template {
 }
 
 impl Template {
+    /// The request for one attempt (or mirror); `headers` are this attempt's copy.
     fn request(
         &self,
         endpoint: SocketAddr,
         protocol: Protocol,
+        mut headers: HeaderMap,
         body: Body,
     ) -> Result<Request<Body>, ProxyError> {
         // HTTP/1.1: the URI names the endpoint (the pooled client connects there) and Host carries
@@ -76,7 +78,6 @@ impl Template {
             .path_and_query(self.path_and_query.as_str())
             .build()
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-        let mut headers = self.headers.clone();
         match protocol {
             Protocol::Http1 => {
                 let host = HeaderValue::from_str(&self.authority)
@@ -126,7 +127,7 @@ pub async fn forward(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static("http"),
     );
-    let template = Template {
+    let mut template = Template {
         method: parts.method,
         path_and_query: parts
             .uri
@@ -182,7 +183,13 @@ pub async fn forward(
         let endpoint = cluster.pick().ok_or_else(|| ProxyError::NoEndpoints {
             cluster: cluster.name.clone(),
         })?;
-        let req = template.request(endpoint.addr, cluster.protocol, body)?;
+        // The last attempt takes the headers; earlier ones (there are retries left) copy them.
+        let headers = if attempt < retries {
+            template.headers.clone()
+        } else {
+            std::mem::take(&mut template.headers)
+        };
+        let req = template.request(endpoint.addr, cluster.protocol, headers, body)?;
         let result = send(
             &shared.upstream,
             cluster,
@@ -306,7 +313,8 @@ fn spawn_mirror(shared: &Shared, template: &Template, mirror: &Mirror, body: Bod
         shared.metrics.record_mirror("failed");
         return;
     };
-    let Ok(req) = template.request(endpoint.addr, mirror.cluster.protocol, body) else {
+    let headers = template.headers.clone();
+    let Ok(req) = template.request(endpoint.addr, mirror.cluster.protocol, headers, body) else {
         shared.metrics.record_mirror("failed");
         return;
     };

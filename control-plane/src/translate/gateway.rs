@@ -263,9 +263,11 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
 
 /// Listeners on one port must share a protocol and differ in hostname.
 fn mark_conflicts(listeners: &mut [ListenerModel]) {
+    // Every listener with a valid port takes part, supported or not: an unsupported protocol on a
+    // port still conflicts with the others there.
     let mut by_port: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
     for (i, l) in listeners.iter().enumerate() {
-        if l.not_accepted.is_none() {
+        if l.port != 0 {
             by_port.entry(l.port).or_default().push(i);
         }
     }
