@@ -16,6 +16,7 @@ mod backends;
 mod filters;
 mod gateway;
 mod gateway_class;
+mod grpc_route;
 pub mod hostname;
 mod http_route;
 pub mod inputs;
@@ -60,8 +61,19 @@ pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
     let (classes, class_statuses) = gateway_class::translate(inputs, opts);
     out.statuses.extend(class_statuses);
     let mut gateways = gateway::analyze(inputs, &classes);
-    let (entries, route_statuses) =
-        http_route::translate(inputs, opts, &mut gateways, &mut out.resources);
+    let (mut entries, mut route_statuses) = http_route::translate(
+        http_route::HTTP_ROUTE,
+        &inputs.http_routes,
+        &BTreeMap::new(),
+        inputs,
+        opts,
+        &mut gateways,
+        &mut out.resources,
+    );
+    let (grpc_entries, grpc_statuses) =
+        grpc_route::translate(inputs, opts, &mut gateways, &mut out.resources);
+    entries.extend(grpc_entries);
+    route_statuses.extend(grpc_statuses);
     route_config::build(&gateways, &entries, &mut out.resources);
     out.statuses.extend(gateways.iter().map(|g| g.status(opts)));
     out.statuses.extend(route_statuses);

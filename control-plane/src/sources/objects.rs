@@ -6,7 +6,7 @@
 
 use gateway_api::{
     experimental::httproutes::HttpRoute, gatewayclasses::GatewayClass, gateways::Gateway,
-    referencegrants::ReferenceGrant,
+    grpcroutes::GrpcRoute, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
     core::v1::{Namespace, Secret, Service},
@@ -25,6 +25,8 @@ pub enum Object {
     Gateway(Gateway),
     /// `gateway.networking.k8s.io/v1 HTTPRoute`.
     HttpRoute(HttpRoute),
+    /// `gateway.networking.k8s.io/v1 GRPCRoute`.
+    GrpcRoute(GrpcRoute),
     /// `gateway.networking.k8s.io/v1beta1|v1 ReferenceGrant`.
     ReferenceGrant(ReferenceGrant),
     /// `v1 Service`.
@@ -150,6 +152,7 @@ pub fn parse_values(origin: &str, documents: Vec<serde_json::Value>) -> Result<P
             (GATEWAY_GROUP, "GatewayClass") => decode(doc).map(Object::GatewayClass),
             (GATEWAY_GROUP, "Gateway") => decode(doc).map(Object::Gateway),
             (GATEWAY_GROUP, "HTTPRoute") => decode(doc).map(Object::HttpRoute),
+            (GATEWAY_GROUP, "GRPCRoute") => decode(doc).map(Object::GrpcRoute),
             (GATEWAY_GROUP, "ReferenceGrant") => decode(doc).map(Object::ReferenceGrant),
             ("", "Service") => decode(doc).map(Object::Service),
             ("", "Namespace") => decode(doc).map(Object::Namespace),
@@ -178,6 +181,7 @@ impl Object {
             Self::GatewayClass(o) => ("GatewayClass", &o.metadata),
             Self::Gateway(o) => ("Gateway", &o.metadata),
             Self::HttpRoute(o) => ("HTTPRoute", &o.metadata),
+            Self::GrpcRoute(o) => ("GRPCRoute", &o.metadata),
             Self::ReferenceGrant(o) => ("ReferenceGrant", &o.metadata),
             Self::Service(o) => ("Service", &o.metadata),
             Self::EndpointSlice(o) => ("EndpointSlice", &o.metadata),

@@ -33,10 +33,13 @@ impl std::fmt::Display for Named<'_, '_> {
 pub(super) type Invalid = (&'static str, String);
 
 /// Resolves `backend` referenced from a `from_kind` in `from_ns`; on success adds the Cluster and
-/// ClusterLoadAssignment to `resources` and returns the cluster name.
+/// ClusterLoadAssignment to `resources` and returns the cluster name. With `h2_default` (GRPCRoute)
+/// a port without an appProtocol is spoken to over HTTP/2; that cluster gets its own name
+/// (`.../h2c`), as HTTPRoutes may use the same port over HTTP/1.1.
 pub(super) fn resolve(
     inputs: &Inputs,
     from_kind: &str,
+    h2_default: bool,
     from_ns: &str,
     backend: &BackendRef<'_>,
     resources: &mut BTreeMap<String, Resource>,
@@ -95,7 +98,13 @@ pub(super) fn resolve(
             format!("{what}: Service has no port {port}"),
         ));
     };
-    let protocol = upstream_protocol(service_port).ok_or_else(|| {
+    let forced_h2 = h2_default && service_port.app_protocol.is_none();
+    let protocol = if forced_h2 {
+        Some(pb::UpstreamProtocol::H2c)
+    } else {
+        upstream_protocol(service_port)
+    };
+    let protocol = protocol.ok_or_else(|| {
         (
             reason::UNSUPPORTED_PROTOCOL,
             format!(
@@ -110,7 +119,10 @@ pub(super) fn resolve(
             format!("{what}: ExternalName Services are not supported"),
         ));
     }
-    let cluster_name = names::cluster(backend.namespace, backend.name, port16);
+    let mut cluster_name = names::cluster(backend.namespace, backend.name, port16);
+    if forced_h2 {
+        cluster_name.push_str("/h2c");
+    }
     if !resources.contains_key(&cluster_name) {
         let load_assignment_name = names::load_assignment(backend.namespace, backend.name, port16);
         let cluster = pb::Cluster {

@@ -12,6 +12,7 @@
 
 use super::{
     backends::{self, BackendRef},
+    http_route::RouteKind,
     inputs::Inputs,
     status::reason,
 };
@@ -75,7 +76,7 @@ pub(super) fn to_rule_filters<T: Serialize>(
 /// Converts `filters` written at `field` (e.g. `spec.rules[0].filters`) of a route in `ns`.
 pub(super) fn convert(
     inputs: &Inputs,
-    route_kind: &str,
+    route_kind: RouteKind,
     ns: &str,
     field: &str,
     level: Level,
@@ -399,7 +400,7 @@ fn url_rewrite(at: &str, r: &UrlRewrite) -> Result<(pb::UrlRewrite, Option<Strin
 /// `Ok(Err(..))`: the mirror's backendRef did not resolve; the mirror is left out.
 fn mirror(
     inputs: &Inputs,
-    route_kind: &str,
+    route_kind: RouteKind,
     ns: &str,
     at: &str,
     m: &Mirror,
@@ -429,7 +430,14 @@ fn mirror(
         port: b.port,
     };
     Ok(
-        match backends::resolve(inputs, route_kind, ns, &backend, resources) {
+        match backends::resolve(
+            inputs,
+            route_kind.name,
+            route_kind.h2_backends,
+            ns,
+            &backend,
+            resources,
+        ) {
             Ok(cluster) => Ok(pb::RequestMirror {
                 cluster,
                 numerator: u32::try_from(numerator).unwrap_or(0),

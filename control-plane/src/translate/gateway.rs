@@ -93,7 +93,7 @@ impl ListenerModel {
 /// Route kinds each protocol can serve (today only HTTPRoute on HTTP).
 fn kinds_for(protocol: &str) -> &'static [&'static str] {
     match protocol {
-        "HTTP" => &["HTTPRoute"],
+        "HTTP" => &["GRPCRoute", "HTTPRoute"],
         _ => &[],
     }
 }

@@ -22,7 +22,21 @@ use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteRules};
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::{collections::BTreeMap, sync::Arc};
 
-const KIND: &str = "HTTPRoute";
+/// The route kind being translated: HTTPRoute, or GRPCRoute (converted to HTTPRoute form by
+/// `grpc_route`, with HTTP/2 to its backends).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RouteKind {
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub(super) name: &'static str,
+    /// Backends are spoken to over HTTP/2 unless their appProtocol says otherwise.
+    pub(super) h2_backends: bool,
+}
+
+/// HTTPRoute.
+pub(super) const HTTP_ROUTE: RouteKind = RouteKind {
+    name: "HTTPRoute",
+    h2_backends: false,
+};
 
 /// One route match, attached through one listener for one hostname.
 #[derive(Debug)]
@@ -39,7 +53,12 @@ pub(super) struct RouteEntry {
 }
 
 /// Translates every HTTPRoute that names a Gateway of ours.
+/// `rejected`: routes already found invalid by the caller (a GRPCRoute match that has no HTTPRoute
+/// form), with the message naming the field; they get `Accepted=False`.
 pub(super) fn translate(
+    kind: RouteKind,
+    routes: &BTreeMap<Key, HttpRoute>,
+    rejected: &BTreeMap<Key, String>,
     inputs: &Inputs,
     opts: &Options,
     gateways: &mut [GatewayModel],
@@ -51,8 +70,7 @@ pub(super) fn translate(
         .map(|(i, g)| (g.key.clone(), i))
         .collect();
     // Tie-breaker of the precedence rules: the oldest route, then namespace/name order.
-    let mut order: Vec<_> = inputs
-        .http_routes
+    let mut order: Vec<_> = routes
         .iter()
         .map(|(key, r)| (r.metadata.creation_timestamp.as_ref().map(|t| &t.0), key))
         .collect();
@@ -64,9 +82,11 @@ pub(super) fn translate(
         .collect();
     let mut entries = Vec::new();
     let mut statuses = Vec::new();
-    for (key, route) in &inputs.http_routes {
+    for (key, route) in routes {
         let (ns, name) = key;
         if let Some(status) = translate_one(
+            kind,
+            rejected.get(key),
             inputs,
             opts,
             gateways,
@@ -86,6 +106,8 @@ pub(super) fn translate(
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
 fn translate_one(
+    kind: RouteKind,
+    rejected: Option<&String>,
     inputs: &Inputs,
     opts: &Options,
     gateways: &mut [GatewayModel],
@@ -128,7 +150,9 @@ fn translate_one(
     }
     let attachments: Vec<Attachment> = parents
         .iter()
-        .map(|(parent, gw)| attach::attach(inputs, &gateways[*gw], parent, KIND, ns, &hostnames))
+        .map(|(parent, gw)| {
+            attach::attach(inputs, &gateways[*gw], parent, kind.name, ns, &hostnames)
+        })
         .collect();
     let attached_anywhere = attachments
         .iter()
@@ -141,10 +165,11 @@ fn translate_one(
             .err()
             .map(|e| format!("spec.hostnames[{i}]: {e}"))
     });
+    let invalid_hostname = invalid_hostname.or_else(|| rejected.cloned());
     let rules = if let Some(message) = invalid_hostname {
         Err((reason::UNSUPPORTED_VALUE, message))
     } else if attached_anywhere {
-        translate_rules(inputs, ns, name, route, resources)
+        translate_rules(kind, inputs, ns, name, route, resources)
     } else {
         Ok(RulesOutcome::default())
     };
@@ -219,7 +244,7 @@ fn translate_one(
     }
     Some(ObjectStatus {
         api_version: GATEWAY_API_VERSION.to_owned(),
-        kind: KIND.to_owned(),
+        kind: kind.name.to_owned(),
         metadata: StatusMetadata {
             name: name.to_owned(),
             namespace: Some(ns.to_owned()),
@@ -268,6 +293,7 @@ struct TranslatedMatch {
 /// is invalid, or every rule is ("If all Route Rules in a Route are invalid, the entire Route
 /// would be considered invalid"; otherwise the route is `PartiallyInvalid`).
 fn translate_rules(
+    kind: RouteKind,
     inputs: &Inputs,
     ns: &str,
     name: &str,
@@ -278,7 +304,7 @@ fn translate_rules(
     let rules = route.spec.rules.as_deref().unwrap_or_default();
     let mut invalid_rules = 0;
     for (i, rule) in rules.iter().enumerate() {
-        let rule_out = translate_rule(inputs, ns, rule, i, resources, &mut outcome);
+        let rule_out = translate_rule(kind, inputs, ns, rule, i, resources, &mut outcome);
         let mut invalid_matches = 0;
         let matches: Vec<Option<&_>> = match rule.matches.as_deref() {
             None | Some([]) => vec![None],
@@ -310,7 +336,7 @@ fn translate_rules(
                 rule: i,
                 match_index: j,
                 route: Arc::new(pb::Route {
-                    name: names::route(ns, KIND, name, i, j),
+                    name: names::route(ns, kind.name, name, i, j),
                     r#match: Some(route_match),
                     filters: rule_out.filters.clone(),
                     timeouts: rule_out.timeouts,
@@ -356,6 +382,7 @@ struct RuleOut {
 }
 
 fn translate_rule(
+    kind: RouteKind,
     inputs: &Inputs,
     ns: &str,
     rule: &HttpRouteRules,
@@ -380,7 +407,7 @@ fn translate_rule(
     };
     let converted = match filters::convert(
         inputs,
-        KIND,
+        kind,
         ns,
         &format!("spec.rules[{i}].filters"),
         Level::Rule,
@@ -406,15 +433,9 @@ fn translate_rule(
     let action = if let Some(redirect) = converted.redirect {
         pb::route::Action::Redirect(redirect)
     } else {
-        rule_backends(
-            inputs,
-            ns,
-            rule,
-            i,
-            resources,
-            outcome,
-            &mut replaces_prefix,
-        )
+        let (action, backend_prefix) = rule_backends(kind, inputs, ns, rule, i, resources, outcome);
+        replaces_prefix = replaces_prefix.or(backend_prefix);
+        action
     };
     RuleOut {
         action,
@@ -427,17 +448,21 @@ fn translate_rule(
 }
 
 fn rule_backends(
+    kind: RouteKind,
     inputs: &Inputs,
     ns: &str,
     rule: &HttpRouteRules,
     i: usize,
     resources: &mut BTreeMap<String, Resource>,
     outcome: &mut RulesOutcome,
-    replaces_prefix: &mut Option<String>,
-) -> pb::route::Action {
+) -> (pb::route::Action, Option<String>) {
+    let mut replaces_prefix = None;
     let refs = rule.backend_refs.as_deref().unwrap_or_default();
     if refs.is_empty() {
-        return pb::route::Action::DirectResponse(direct(500, "no backends\n"));
+        return (
+            pb::route::Action::DirectResponse(direct(500, "no backends\n")),
+            None,
+        );
     }
     let mut backends = Vec::new();
     for (j, b) in refs.iter().enumerate() {
@@ -456,7 +481,7 @@ fn rule_backends(
             .and_then(|f| {
                 filters::convert(
                     inputs,
-                    KIND,
+                    kind,
                     ns,
                     &format!("{at}.filters"),
                     Level::Backend,
@@ -489,23 +514,27 @@ fn rule_backends(
             outcome.unresolved.get_or_insert(u);
         }
         if replaces_prefix.is_none() {
-            *replaces_prefix = converted.replaces_prefix;
+            replaces_prefix = converted.replaces_prefix;
         }
-        let target = match backends::resolve(inputs, KIND, ns, &backend, resources) {
-            Ok(_) if converted.redirect.is_some() => converted
-                .redirect
-                .map(pb::weighted_backend::Target::Redirect),
-            Ok(cluster) => Some(pb::weighted_backend::Target::Cluster(cluster)),
-            Err((r, m)) => {
-                outcome.unresolved.get_or_insert((r, format!("{at}: {m}")));
-                invalid("invalid backend\n")
-            }
-        };
+        let target =
+            match backends::resolve(inputs, kind.name, kind.h2_backends, ns, &backend, resources) {
+                Ok(_) if converted.redirect.is_some() => converted
+                    .redirect
+                    .map(pb::weighted_backend::Target::Redirect),
+                Ok(cluster) => Some(pb::weighted_backend::Target::Cluster(cluster)),
+                Err((r, m)) => {
+                    outcome.unresolved.get_or_insert((r, format!("{at}: {m}")));
+                    invalid("invalid backend\n")
+                }
+            };
         backends.push(pb::WeightedBackend {
             weight,
             target,
             filters: Some(converted.filters).filter(|f| *f != pb::Filters::default()),
         });
     }
-    pb::route::Action::Route(pb::RouteAction { backends })
+    (
+        pb::route::Action::Route(pb::RouteAction { backends }),
+        replaces_prefix,
+    )
 }

@@ -7,7 +7,7 @@
 use crate::sources::objects::{Object, ObjectRef};
 use gateway_api::{
     experimental::httproutes::HttpRoute, gatewayclasses::GatewayClass, gateways::Gateway,
-    referencegrants::ReferenceGrant,
+    grpcroutes::GrpcRoute, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
     core::v1::{Namespace, Secret, Service},
@@ -27,6 +27,8 @@ pub struct Inputs {
     pub gateways: BTreeMap<Key, Gateway>,
     /// HTTPRoutes.
     pub http_routes: BTreeMap<Key, HttpRoute>,
+    /// GRPCRoutes.
+    pub grpc_routes: BTreeMap<Key, GrpcRoute>,
     /// ReferenceGrants.
     pub reference_grants: BTreeMap<Key, ReferenceGrant>,
     /// Services.
@@ -66,6 +68,9 @@ impl Inputs {
                 }
                 Object::HttpRoute(o) => {
                     inputs.http_routes.insert(key, o);
+                }
+                Object::GrpcRoute(o) => {
+                    inputs.grpc_routes.insert(key, o);
                 }
                 Object::ReferenceGrant(o) => {
                     inputs.reference_grants.insert(key, o);
