@@ -223,6 +223,14 @@ impl Resource {
                 Some(pb::listener::Protocol::Http(http)) => {
                     out.push(http.route_config_name.clone());
                 }
+                Some(pb::listener::Protocol::Tcp(l4) | pb::listener::Protocol::Udp(l4)) => {
+                    out.extend(
+                        l4.backends
+                            .iter()
+                            .filter(|b| !b.cluster.is_empty())
+                            .map(|b| b.cluster.clone()),
+                    );
+                }
                 None => {}
             },
             Self::RouteConfig(rc) => {

@@ -20,6 +20,7 @@ mod grpc_route;
 pub mod hostname;
 mod http_route;
 pub mod inputs;
+mod l4_route;
 mod matching;
 mod policy;
 mod reference_grant;
@@ -74,6 +75,22 @@ pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
         grpc_route::translate(inputs, opts, &mut gateways, &mut out.resources);
     entries.extend(grpc_entries);
     route_statuses.extend(grpc_statuses);
+    route_statuses.extend(l4_route::translate(
+        l4_route::TCP_ROUTE,
+        &inputs.tcp_routes,
+        inputs,
+        opts,
+        &mut gateways,
+        &mut out.resources,
+    ));
+    route_statuses.extend(l4_route::translate(
+        l4_route::UDP_ROUTE,
+        &inputs.udp_routes,
+        inputs,
+        opts,
+        &mut gateways,
+        &mut out.resources,
+    ));
     route_config::build(&gateways, &entries, &mut out.resources);
     out.statuses.extend(gateways.iter().map(|g| g.status(opts)));
     out.statuses.extend(route_statuses);

@@ -7,7 +7,7 @@
 pub mod compile;
 pub mod dump;
 
-use crate::router::Router;
+use crate::{l4::L4Backends, router::Router};
 use arc_swap::ArcSwap;
 use serval_common::Resource;
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
@@ -21,8 +21,19 @@ pub struct Config {
     pub resources: BTreeMap<String, Resource>,
     /// The version of each held resource, as the control plane sent it.
     pub versions: BTreeMap<String, String>,
-    /// Sockets to serve, by the address they are bound to.
+    /// TCP sockets to serve (HTTP or TCP proxying), by the address they are bound to.
     pub listeners: BTreeMap<SocketAddr, ListenerConfig>,
+    /// UDP sockets to serve, by the address they are bound to.
+    pub udp: BTreeMap<SocketAddr, UdpListenerConfig>,
+}
+
+/// What one bound UDP socket serves.
+#[derive(Debug)]
+pub struct UdpListenerConfig {
+    /// The Listener resources served on this socket.
+    pub names: Vec<String>,
+    /// Where datagrams go.
+    pub backends: Arc<L4Backends>,
 }
 
 /// What one bound socket serves.
@@ -31,8 +42,10 @@ pub struct ListenerConfig {
     /// The Listener resources served on this socket (several when `--bind-address` or shared
     /// addresses put them on one socket), sorted.
     pub names: Vec<String>,
-    /// Routing table.
+    /// Routing table (empty for a TCP proxy socket).
     pub router: Router,
+    /// Set for a TCP proxy socket (TCPRoute): connections go to these backends, not to HTTP.
+    pub tcp: Option<Arc<L4Backends>>,
 }
 
 /// Holds the current configuration.

@@ -16,6 +16,7 @@ pub mod errors;
 pub mod filters;
 pub mod forward;
 pub mod http;
+pub mod l4;
 pub mod listeners;
 pub mod metrics;
 pub mod router;

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serval_common::shutdown;
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
-    net::{TcpListener, TcpSocket},
+    net::{TcpListener, TcpSocket, UdpSocket},
     sync::oneshot,
 };
 
@@ -58,6 +58,7 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 #[derive(Debug, Default)]
 pub struct Prepared {
     sockets: Vec<(SocketAddr, TcpListener)>,
+    udp: Vec<(SocketAddr, UdpSocket)>,
 }
 
 /// The proxy's bound sockets.
@@ -65,6 +66,7 @@ pub struct Prepared {
 pub struct Listeners {
     shared: Arc<Shared>,
     bound: Mutex<BTreeMap<SocketAddr, Bound>>,
+    udp_bound: Mutex<BTreeMap<SocketAddr, Bound>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Process shutdown: every accept loop stops and drains.
     shutdown: shutdown::Watch,
@@ -77,6 +79,7 @@ impl Listeners {
         Self {
             shared,
             bound: Mutex::new(BTreeMap::new()),
+            udp_bound: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
             shutdown,
             drain_timeout,
@@ -124,12 +127,52 @@ impl Listeners {
             })?;
             prepared.sockets.push((*addr, socket));
         }
+        drop(bound);
+        let udp_bound = self.udp_bound.lock();
+        for (addr, listener) in &config.udp {
+            if udp_bound.contains_key(addr) {
+                continue;
+            }
+            let socket = bind_udp(*addr).map_err(|source| BindError {
+                listeners: listener.names.join(", "),
+                addr: *addr,
+                source,
+            })?;
+            prepared.udp.push((*addr, socket));
+        }
         Ok(prepared)
     }
 
     /// Starts serving the prepared sockets, then closes the sockets `config` no longer has (their
     /// open connections drain in the background). Call after the swap.
     pub async fn commit(&self, prepared: Prepared, config: &Config) {
+        let removed_udp: Vec<(SocketAddr, Bound)> = {
+            let mut bound = self.udp_bound.lock();
+            for (addr, socket) in prepared.udp {
+                let (stop, watch) = shutdown::channel();
+                let (closed_tx, closed) = oneshot::channel();
+                tracing::info!(%addr, "listening (UDP)");
+                let store = Arc::clone(&self.shared.store);
+                let process = self.shutdown.clone();
+                let task = tokio::spawn(async move {
+                    crate::l4::serve_udp(socket, addr, store, (watch, process)).await;
+                    let _ = closed_tx.send(());
+                });
+                let mut tasks = self.tasks.lock();
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(task);
+                bound.insert(addr, Bound { stop, closed });
+            }
+            let gone: Vec<SocketAddr> = bound
+                .keys()
+                .filter(|a| !config.udp.contains_key(*a))
+                .copied()
+                .collect();
+            gone.into_iter()
+                .filter_map(|a| bound.remove(&a).map(|b| (a, b)))
+                .collect()
+        };
+        close_all(removed_udp).await;
         let removed: Vec<(SocketAddr, Bound)> = {
             let mut bound = self.bound.lock();
             for (addr, socket) in prepared.sockets {
@@ -169,7 +212,7 @@ impl Listeners {
         }
     }
 
-    /// Addresses currently bound.
+    /// TCP addresses currently bound.
     pub fn bound(&self) -> Vec<SocketAddr> {
         self.bound.lock().keys().copied().collect()
     }
@@ -187,6 +230,12 @@ async fn close_all(sockets: Vec<(SocketAddr, Bound)>) {
             tracing::warn!(%addr, "listener did not close in time");
         }
     }
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -237,6 +286,18 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
+        // A TCPRoute listener proxies bytes; the configuration is read once per connection.
+        let tcp = shared
+            .store
+            .load()
+            .listeners
+            .get(&addr)
+            .and_then(|l| l.tcp.clone());
+        if let Some(backends) = tcp {
+            while connections.try_join_next().is_some() {}
+            connections.spawn(crate::l4::proxy_tcp(stream, peer, backends));
+            continue;
+        }
         let conn = Connection {
             listener: addr,
             peer,
@@ -260,11 +321,13 @@ async fn accept_loop(
     }
     drop(socket);
     let _ = closed.send(());
-    // Let in-flight requests finish (keep-alive connections are told to close).
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Let in-flight requests finish (keep-alive connections are told to close), and proxied TCP
+    // connections end on their own.
+    let drained = async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(drain_timeout, drained).await.is_err() {
         tracing::warn!(%addr, open = connections.len(), "connections still open after the drain timeout; closing them");
         connections.abort_all();
     }

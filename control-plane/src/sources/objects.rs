@@ -5,8 +5,11 @@
 //! known kind that does not decode is an error naming the document and the field.
 
 use gateway_api::{
-    experimental::httproutes::HttpRoute, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, referencegrants::ReferenceGrant,
+    experimental::{httproutes::HttpRoute, tcproutes::TcpRoute, udproutes::UdpRoute},
+    gatewayclasses::GatewayClass,
+    gateways::Gateway,
+    grpcroutes::GrpcRoute,
+    referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
     core::v1::{Namespace, Secret, Service},
@@ -27,6 +30,10 @@ pub enum Object {
     HttpRoute(HttpRoute),
     /// `gateway.networking.k8s.io/v1 GRPCRoute`.
     GrpcRoute(GrpcRoute),
+    /// `gateway.networking.k8s.io/v1alpha2 TCPRoute`.
+    TcpRoute(TcpRoute),
+    /// `gateway.networking.k8s.io/v1alpha2 UDPRoute`.
+    UdpRoute(UdpRoute),
     /// `gateway.networking.k8s.io/v1beta1|v1 ReferenceGrant`.
     ReferenceGrant(ReferenceGrant),
     /// `v1 Service`.
@@ -153,6 +160,8 @@ pub fn parse_values(origin: &str, documents: Vec<serde_json::Value>) -> Result<P
             (GATEWAY_GROUP, "Gateway") => decode(doc).map(Object::Gateway),
             (GATEWAY_GROUP, "HTTPRoute") => decode(doc).map(Object::HttpRoute),
             (GATEWAY_GROUP, "GRPCRoute") => decode(doc).map(Object::GrpcRoute),
+            (GATEWAY_GROUP, "TCPRoute") => decode(doc).map(Object::TcpRoute),
+            (GATEWAY_GROUP, "UDPRoute") => decode(doc).map(Object::UdpRoute),
             (GATEWAY_GROUP, "ReferenceGrant") => decode(doc).map(Object::ReferenceGrant),
             ("", "Service") => decode(doc).map(Object::Service),
             ("", "Namespace") => decode(doc).map(Object::Namespace),
@@ -182,6 +191,8 @@ impl Object {
             Self::Gateway(o) => ("Gateway", &o.metadata),
             Self::HttpRoute(o) => ("HTTPRoute", &o.metadata),
             Self::GrpcRoute(o) => ("GRPCRoute", &o.metadata),
+            Self::TcpRoute(o) => ("TCPRoute", &o.metadata),
+            Self::UdpRoute(o) => ("UDPRoute", &o.metadata),
             Self::ReferenceGrant(o) => ("ReferenceGrant", &o.metadata),
             Self::Service(o) => ("Service", &o.metadata),
             Self::EndpointSlice(o) => ("EndpointSlice", &o.metadata),

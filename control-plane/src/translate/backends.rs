@@ -6,7 +6,7 @@
 //! false are used (first address of each endpoint).
 
 use super::{inputs::Inputs, reference_grant, status::reason};
-use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::core::v1::ServicePort;
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -29,6 +29,26 @@ impl std::fmt::Display for Named<'_, '_> {
     }
 }
 
+/// How the referring route reaches the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Transport {
+    /// HTTP over TCP; `h2_default`: HTTP/2 when the port has no appProtocol (GRPCRoute).
+    Http {
+        /// Speak HTTP/2 to ports without an appProtocol.
+        h2_default: bool,
+    },
+    /// Raw TCP (TCPRoute).
+    Tcp,
+    /// UDP datagrams (UDPRoute): the Service port and the EndpointSlice ports must be UDP.
+    Udp,
+}
+
+impl Transport {
+    fn port_protocol(self) -> &'static str {
+        if self == Self::Udp { "UDP" } else { "TCP" }
+    }
+}
+
 /// Why a backendRef is invalid: (reason, message).
 pub(super) type Invalid = (&'static str, String);
 
@@ -39,7 +59,7 @@ pub(super) type Invalid = (&'static str, String);
 pub(super) fn resolve(
     inputs: &Inputs,
     from_kind: &str,
-    h2_default: bool,
+    transport: Transport,
     from_ns: &str,
     backend: &BackendRef<'_>,
     resources: &mut BTreeMap<String, Resource>,
@@ -91,18 +111,28 @@ pub(super) fn resolve(
         .spec
         .as_ref()
         .and_then(|s| s.ports.as_ref())
-        .and_then(|ports| ports.iter().find(|p| p.port == port));
+        .and_then(|ports| {
+            ports.iter().find(|p| {
+                p.port == port
+                    && p.protocol.as_deref().unwrap_or("TCP") == transport.port_protocol()
+            })
+        });
     let (Some(service_port), Ok(port16)) = (service_port, u16::try_from(port)) else {
         return Err((
             reason::BACKEND_NOT_FOUND,
-            format!("{what}: Service has no port {port}"),
+            format!(
+                "{what}: Service has no {} port {port}",
+                transport.port_protocol()
+            ),
         ));
     };
-    let forced_h2 = h2_default && service_port.app_protocol.is_none();
-    let protocol = if forced_h2 {
-        Some(pb::UpstreamProtocol::H2c)
-    } else {
-        upstream_protocol(service_port)
+    let forced_h2 =
+        transport == (Transport::Http { h2_default: true }) && service_port.app_protocol.is_none();
+    let protocol = match transport {
+        _ if forced_h2 => Some(pb::UpstreamProtocol::H2c),
+        Transport::Http { .. } => upstream_protocol(service_port),
+        // L4 backends carry bytes, whatever the appProtocol says.
+        Transport::Tcp | Transport::Udp => Some(pb::UpstreamProtocol::Unspecified),
     };
     let protocol = protocol.ok_or_else(|| {
         (
@@ -123,8 +153,18 @@ pub(super) fn resolve(
     if forced_h2 {
         cluster_name.push_str("/h2c");
     }
+    match transport {
+        Transport::Tcp => cluster_name.push_str("/tcp"),
+        Transport::Udp => cluster_name.push_str("/udp"),
+        Transport::Http { .. } => {}
+    }
     if !resources.contains_key(&cluster_name) {
-        let load_assignment_name = names::load_assignment(backend.namespace, backend.name, port16);
+        let mut load_assignment_name =
+            names::load_assignment(backend.namespace, backend.name, port16);
+        // UDP endpoints are other ports than the TCP ones of the same Service port number.
+        if transport == Transport::Udp {
+            load_assignment_name.push_str("/udp");
+        }
         let cluster = pb::Cluster {
             name: cluster_name.clone(),
             load_assignment_name: load_assignment_name.clone(),
@@ -134,7 +174,7 @@ pub(super) fn resolve(
             protocol: protocol.into(),
             connect_timeout: None,
         };
-        let endpoints = endpoints(inputs, &key, service, service_port);
+        let endpoints = endpoints(inputs, &key, service_port, transport.port_protocol());
         resources.insert(cluster_name.clone(), Resource::Cluster(cluster));
         resources.insert(
             load_assignment_name.clone(),
@@ -167,8 +207,8 @@ fn upstream_protocol(port: &ServicePort) -> Option<pb::UpstreamProtocol> {
 fn endpoints(
     inputs: &Inputs,
     key: &(String, String),
-    _service: &Service,
     service_port: &ServicePort,
+    protocol: &str,
 ) -> Vec<pb::Endpoint> {
     let port_name = service_port.name.as_deref().unwrap_or_default();
     let mut out: BTreeMap<(IpAddr, u16), pb::Endpoint> = BTreeMap::new();
@@ -183,7 +223,7 @@ fn endpoints(
             .iter()
             .flatten()
             .find(|p| p.name.as_deref().unwrap_or_default() == port_name)
-            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == protocol)
             .and_then(|p| p.port)
             .and_then(|p| u16::try_from(p).ok().filter(|p| *p != 0))
         else {

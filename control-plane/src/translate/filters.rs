@@ -433,7 +433,9 @@ fn mirror(
         match backends::resolve(
             inputs,
             route_kind.name,
-            route_kind.h2_backends,
+            backends::Transport::Http {
+                h2_default: route_kind.h2_backends,
+            },
             ns,
             &backend,
             resources,

@@ -90,10 +90,12 @@ impl ListenerModel {
     }
 }
 
-/// Route kinds each protocol can serve (today only HTTPRoute on HTTP).
+/// Route kinds each protocol can serve.
 fn kinds_for(protocol: &str) -> &'static [&'static str] {
     match protocol {
         "HTTP" => &["GRPCRoute", "HTTPRoute"],
+        "TCP" => &["TCPRoute"],
+        "UDP" => &["UDPRoute"],
         _ => &[],
     }
 }

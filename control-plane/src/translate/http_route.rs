@@ -516,17 +516,25 @@ fn rule_backends(
         if replaces_prefix.is_none() {
             replaces_prefix = converted.replaces_prefix;
         }
-        let target =
-            match backends::resolve(inputs, kind.name, kind.h2_backends, ns, &backend, resources) {
-                Ok(_) if converted.redirect.is_some() => converted
-                    .redirect
-                    .map(pb::weighted_backend::Target::Redirect),
-                Ok(cluster) => Some(pb::weighted_backend::Target::Cluster(cluster)),
-                Err((r, m)) => {
-                    outcome.unresolved.get_or_insert((r, format!("{at}: {m}")));
-                    invalid("invalid backend\n")
-                }
-            };
+        let target = match backends::resolve(
+            inputs,
+            kind.name,
+            backends::Transport::Http {
+                h2_default: kind.h2_backends,
+            },
+            ns,
+            &backend,
+            resources,
+        ) {
+            Ok(_) if converted.redirect.is_some() => converted
+                .redirect
+                .map(pb::weighted_backend::Target::Redirect),
+            Ok(cluster) => Some(pb::weighted_backend::Target::Cluster(cluster)),
+            Err((r, m)) => {
+                outcome.unresolved.get_or_insert((r, format!("{at}: {m}")));
+                invalid("invalid backend\n")
+            }
+        };
         backends.push(pb::WeightedBackend {
             weight,
             target,

@@ -6,8 +6,11 @@
 
 use crate::sources::objects::{Object, ObjectRef};
 use gateway_api::{
-    experimental::httproutes::HttpRoute, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, referencegrants::ReferenceGrant,
+    experimental::{httproutes::HttpRoute, tcproutes::TcpRoute, udproutes::UdpRoute},
+    gatewayclasses::GatewayClass,
+    gateways::Gateway,
+    grpcroutes::GrpcRoute,
+    referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
     core::v1::{Namespace, Secret, Service},
@@ -29,6 +32,10 @@ pub struct Inputs {
     pub http_routes: BTreeMap<Key, HttpRoute>,
     /// GRPCRoutes.
     pub grpc_routes: BTreeMap<Key, GrpcRoute>,
+    /// TCPRoutes.
+    pub tcp_routes: BTreeMap<Key, TcpRoute>,
+    /// UDPRoutes.
+    pub udp_routes: BTreeMap<Key, UdpRoute>,
     /// ReferenceGrants.
     pub reference_grants: BTreeMap<Key, ReferenceGrant>,
     /// Services.
@@ -71,6 +78,12 @@ impl Inputs {
                 }
                 Object::GrpcRoute(o) => {
                     inputs.grpc_routes.insert(key, o);
+                }
+                Object::TcpRoute(o) => {
+                    inputs.tcp_routes.insert(key, o);
+                }
+                Object::UdpRoute(o) => {
+                    inputs.udp_routes.insert(key, o);
                 }
                 Object::ReferenceGrant(o) => {
                     inputs.reference_grants.insert(key, o);

@@ -21,7 +21,7 @@ pub(super) fn build(
         let Some(ip) = gateway.bind_ip else { continue };
         let mut ports: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, l) in gateway.listeners.iter().enumerate() {
-            if l.is_programmed() {
+            if l.is_programmed() && l.protocol == "HTTP" {
                 ports.entry(l.port).or_default().push(i);
             }
         }

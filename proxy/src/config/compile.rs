@@ -4,7 +4,8 @@
 //! Consistency is checked here: every name a Listener, RouteConfig or Cluster refers to must be
 //! held, so a configuration is applied whole or not at all.
 
-use super::{Config, ListenerConfig};
+use super::{Config, ListenerConfig, UdpListenerConfig};
+use crate::l4::L4Backends;
 use crate::{
     router::{
         Action, Backend, DirectResponse, Route, Router, Target, VirtualHost, WeightedBackends,
@@ -77,37 +78,96 @@ pub fn compile(
     // Sockets, each with the Listener resources bound to it (by name, so the first name wins a
     // host pattern that two of them define).
     let mut sockets: BTreeMap<SocketAddr, Vec<&pb::Listener>> = BTreeMap::new();
+    let mut udp_sockets: BTreeMap<SocketAddr, Vec<&pb::Listener>> = BTreeMap::new();
     for resource in resources.values() {
         if let Resource::Listener(l) = resource {
             let addr = listener_addr(l, bind_ip)?;
-            sockets.entry(addr).or_default().push(l);
+            if matches!(l.protocol, Some(pb::listener::Protocol::Udp(_))) {
+                udp_sockets.entry(addr).or_default().push(l);
+            } else {
+                sockets.entry(addr).or_default().push(l);
+            }
         }
     }
     let mut listeners = BTreeMap::new();
     for (addr, ls) in sockets {
         let mut router = Router::default();
         let mut names = Vec::new();
+        let mut tcp = None;
         for l in ls {
             names.push(l.name.clone());
-            let Some(pb::listener::Protocol::Http(http)) = &l.protocol else {
-                return Err(invalid(&l.name, "protocol", "must be set"));
-            };
-            let Some(Resource::RouteConfig(rc)) = resources.get(&http.route_config_name) else {
-                return Err(CompileError::Missing {
-                    resource: l.name.clone(),
-                    missing: http.route_config_name.clone(),
-                });
-            };
-            add_route_config(&mut router, rc, &clusters)?;
+            match &l.protocol {
+                None => return Err(invalid(&l.name, "protocol", "must be set")),
+                Some(pb::listener::Protocol::Udp(_)) => {}
+                Some(pb::listener::Protocol::Tcp(l4)) => {
+                    // Two TCP proxies on one socket (shared addresses): the first name wins.
+                    if tcp.is_none() {
+                        tcp = Some(Arc::new(l4_backends(&l.name, l4, &clusters)?));
+                    }
+                }
+                Some(pb::listener::Protocol::Http(http)) => {
+                    let Some(Resource::RouteConfig(rc)) = resources.get(&http.route_config_name)
+                    else {
+                        return Err(CompileError::Missing {
+                            resource: l.name.clone(),
+                            missing: http.route_config_name.clone(),
+                        });
+                    };
+                    add_route_config(&mut router, rc, &clusters)?;
+                }
+            }
         }
-        listeners.insert(addr, ListenerConfig { names, router });
+        if tcp.is_some() && !router.hosts.is_empty() {
+            return Err(invalid(
+                &names.join(", "),
+                "protocol",
+                format!("{addr} is both an HTTP and a TCP listener"),
+            ));
+        }
+        listeners.insert(addr, ListenerConfig { names, router, tcp });
+    }
+    let mut udp = BTreeMap::new();
+    for (addr, ls) in udp_sockets {
+        let names: Vec<String> = ls.iter().map(|l| l.name.clone()).collect();
+        let Some(pb::listener::Protocol::Udp(l4)) = &ls[0].protocol else {
+            continue;
+        };
+        let backends = Arc::new(l4_backends(&ls[0].name, l4, &clusters)?);
+        udp.insert(addr, UdpListenerConfig { names, backends });
     }
     Ok(Config {
         version,
         resources,
         versions,
         listeners,
+        udp,
     })
+}
+
+fn l4_backends(
+    resource: &str,
+    l4: &pb::L4Listener,
+    clusters: &BTreeMap<String, Arc<Cluster>>,
+) -> Result<L4Backends, CompileError> {
+    let mut out = L4Backends::default();
+    for backend in &l4.backends {
+        let cluster = if backend.cluster.is_empty() {
+            None
+        } else {
+            Some(Arc::clone(clusters.get(&backend.cluster).ok_or_else(
+                || CompileError::Missing {
+                    resource: resource.to_owned(),
+                    missing: backend.cluster.clone(),
+                },
+            )?))
+        };
+        if backend.weight == 0 {
+            continue;
+        }
+        out.total += u64::from(backend.weight);
+        out.cumulative.push((out.total, cluster));
+    }
+    Ok(out)
 }
 
 fn listener_addr(l: &pb::Listener, bind_ip: Option<IpAddr>) -> Result<SocketAddr, CompileError> {
