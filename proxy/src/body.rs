@@ -12,6 +12,10 @@ use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use std::{
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
 };
 use tokio::sync::mpsc;
@@ -112,22 +116,30 @@ pub fn incoming(body: Incoming) -> Body {
 pub struct Tee {
     inner: Incoming,
     mirrors: Vec<mpsc::Sender<Frame<Bytes>>>,
+    /// Set once the client's body ended cleanly: a copy whose channel closes before that was cut
+    /// short and must end with an error, not look complete.
+    complete: Arc<AtomicBool>,
 }
 
 impl Tee {
     /// Wraps `inner`; returns the body for the main request and one for each of `n` mirrors.
     pub fn split(inner: Incoming, n: usize) -> (Body, Vec<Body>) {
+        let complete = Arc::new(AtomicBool::new(false));
         let mut senders = Vec::with_capacity(n);
         let mut copies = Vec::with_capacity(n);
         for _ in 0..n {
             let (tx, rx) = mpsc::channel(TEE_BUFFER);
             senders.push(tx);
-            copies.push(BodyExt::boxed(Copy { rx }));
+            copies.push(BodyExt::boxed(Copy {
+                rx,
+                complete: Arc::clone(&complete),
+            }));
         }
         (
             Self {
                 inner,
                 mirrors: senders,
+                complete,
             }
             .boxed(),
             copies,
@@ -155,8 +167,13 @@ impl HttpBody for Tee {
             self.mirrors
                 .retain(|m| copy(frame).is_some_and(|c| m.try_send(c).is_ok()));
         }
-        if let Poll::Ready(None | Some(Err(_))) = &polled {
-            self.mirrors.clear();
+        match &polled {
+            Poll::Ready(None) => {
+                self.complete.store(true, Ordering::Release);
+                self.mirrors.clear();
+            }
+            Poll::Ready(Some(Err(_))) => self.mirrors.clear(),
+            _ => {}
         }
         polled.map(|f| f.map(|r| r.map_err(BoxError::from)))
     }
@@ -173,6 +190,7 @@ impl HttpBody for Tee {
 /// A mirror's copy of a teed body.
 struct Copy {
     rx: mpsc::Receiver<Frame<Bytes>>,
+    complete: Arc<AtomicBool>,
 }
 
 impl HttpBody for Copy {
@@ -183,7 +201,12 @@ impl HttpBody for Copy {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx.poll_recv(cx).map(|f| f.map(Ok))
+        self.rx.poll_recv(cx).map(|frame| match frame {
+            Some(f) => Some(Ok(f)),
+            None if self.complete.load(Ordering::Acquire) => None,
+            // The tee let go of this copy early (it fell behind, or the client's body failed).
+            None => Some(Err("mirror copy cut short".into())),
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 //! that is abandoned if the mirror falls behind.
 
 use crate::{
-    body::{self, Body, RequestBody, Tee},
+    body::{self, Body, Deadline, RequestBody, Tee},
     errors::{ProxyError, TimeoutKind},
     filters::Mirror,
     http::Shared,
@@ -190,6 +190,7 @@ pub async fn forward(
             std::mem::take(&mut template.headers)
         };
         let req = template.request(endpoint.addr, cluster.protocol, headers, body)?;
+        let started = tokio::time::Instant::now();
         let result = send(
             &shared.upstream,
             cluster,
@@ -210,7 +211,12 @@ pub async fn forward(
             shared.metrics.record_timeout("backend_request");
         }
         if !(retryable && attempt < retries) {
-            return result.map(|resp| finish(shared, resp, on_upgrade));
+            let response = result.map(|resp| finish(shared, resp, on_upgrade))?;
+            // backendRequest runs until the whole response is received (GEP-1742).
+            return Ok(match policy.backend_timeout {
+                Some(limit) => response.map(|b| Deadline::wrap(b, started + limit)),
+                None => response,
+            });
         }
         attempt += 1;
         shared.metrics.upstream_retries.inc();

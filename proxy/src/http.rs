@@ -65,16 +65,18 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let result = proxy(&shared, conn, req).await;
-    let response = result.unwrap_or_else(|error| {
-        let status = error.status();
-        match error.source() {
-            crate::errors::ErrorSource::Upstream => tracing::warn!(%error, "upstream error"),
-            _ => tracing::debug!(%error, "request not forwarded"),
-        }
-        text_response(status, error.public_message().to_owned())
-    });
+    let response = result.unwrap_or_else(|error| error_response(&error));
     shared.metrics.record_response(response.status());
     response
+}
+
+/// The response for a request that failed, logged by who is at fault.
+fn error_response(error: &ProxyError) -> Response<Body> {
+    match error.source() {
+        crate::errors::ErrorSource::Upstream => tracing::warn!(%error, "upstream error"),
+        _ => tracing::debug!(%error, "request not forwarded"),
+    }
+    text_response(error.status(), error.public_message().to_owned())
 }
 
 async fn proxy(

@@ -1,16 +1,20 @@
 //! TCP and UDP proxying (TCPRoute, UDPRoute): each TCP connection, or each UDP client's flow of
 //! datagrams, goes to one endpoint of a backend picked by weight, bytes copied both ways.
 //!
-//! UDP keeps one session per client address: an upstream socket connected to the picked endpoint,
-//! whose replies are sent back to the client from the listener's socket. A session ends after
-//! [`UDP_SESSION_IDLE`] without datagrams in either direction.
+//! UDP keeps one session per client address (at most [`MAX_UDP_SESSIONS`] per listener): an
+//! upstream socket connected to the picked endpoint, whose replies are sent back to the client from
+//! the listener's socket. A session ends after [`UDP_SESSION_IDLE`] without datagrams in either
+//! direction, or when a new configuration no longer has its endpoint.
 
 use crate::{config::ConfigStore, upstream::Cluster};
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
-    time::Duration,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -20,6 +24,8 @@ pub const UDP_SESSION_IDLE: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest UDP datagram.
 const MAX_DATAGRAM: usize = 65_535;
+/// UDP sessions per listener at most; datagrams of further clients are dropped.
+pub const MAX_UDP_SESSIONS: usize = 1024;
 
 /// The weighted backends of an L4 listener; `None` marks an invalid backendRef.
 #[derive(Debug, Default)]
@@ -71,6 +77,30 @@ pub async fn proxy_tcp(mut client: TcpStream, peer: SocketAddr, backends: Arc<L4
     }
 }
 
+/// One UDP client's flow.
+struct Session {
+    upstream: Arc<UdpSocket>,
+    /// The backends the session was picked from, and what it picked.
+    backends: Arc<L4Backends>,
+    cluster: String,
+    endpoint: SocketAddr,
+    /// Milliseconds since `epoch` of the last datagram in either direction.
+    last_seen: Arc<AtomicU64>,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Whether `backends` (a newer configuration) still has this session's endpoint.
+    fn still_valid(&self, backends: &Arc<L4Backends>) -> bool {
+        Arc::ptr_eq(&self.backends, backends)
+            || backends.cumulative.iter().any(|(_, c)| {
+                c.as_ref().is_some_and(|c| {
+                    c.name == self.cluster && c.endpoints.iter().any(|e| e.addr == self.endpoint)
+                })
+            })
+    }
+}
+
 /// Serves one UDP listener socket until the listener is removed or the process stops.
 pub async fn serve_udp(
     socket: UdpSocket,
@@ -82,8 +112,8 @@ pub async fn serve_udp(
     ),
 ) {
     let socket = Arc::new(socket);
-    let mut sessions: HashMap<SocketAddr, (Arc<UdpSocket>, tokio::task::JoinHandle<()>)> =
-        HashMap::new();
+    let epoch = Instant::now();
+    let mut sessions: HashMap<SocketAddr, Session> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, client) = tokio::select! {
@@ -97,54 +127,108 @@ pub async fn serve_udp(
                 }
             },
         };
-        sessions.retain(|_, (_, task)| !task.is_finished());
-        let upstream = match sessions.get(&client) {
-            Some((upstream, _)) => Arc::clone(upstream),
-            None => {
-                let config = store.load();
-                let Some(backends) = config.udp.get(&addr).map(|l| Arc::clone(&l.backends)) else {
-                    continue;
-                };
-                let Some((cluster, endpoint)) = backends.pick() else {
-                    tracing::debug!(%client, "UDP datagram dropped: no usable backend");
-                    continue;
-                };
-                let local: IpAddr = if endpoint.is_ipv4() {
-                    Ipv4Addr::UNSPECIFIED.into()
-                } else {
-                    Ipv6Addr::UNSPECIFIED.into()
-                };
-                let upstream = match UdpSocket::bind((local, 0)).await {
-                    Ok(u) if u.connect(endpoint).await.is_ok() => Arc::new(u),
-                    _ => {
-                        tracing::warn!(cluster = %cluster.name, %endpoint, "UDP upstream socket failed");
-                        continue;
-                    }
-                };
-                let task = tokio::spawn(relay_replies(
-                    Arc::clone(&upstream),
-                    Arc::clone(&socket),
-                    client,
-                ));
-                sessions.insert(client, (Arc::clone(&upstream), task));
-                upstream
-            }
+        let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        sessions.retain(|_, s| !s.relay.is_finished());
+        let config = store.load();
+        let Some(backends) = config.udp.get(&addr).map(|l| Arc::clone(&l.backends)) else {
+            continue;
         };
-        if let Err(error) = upstream.send(&buf[..n]).await {
+        // A session whose endpoint the configuration no longer has is ended, and re-picked.
+        if sessions
+            .get(&client)
+            .is_some_and(|s| !s.still_valid(&backends))
+            && let Some(s) = sessions.remove(&client)
+        {
+            s.relay.abort();
+        }
+        if !sessions.contains_key(&client) {
+            if sessions.len() >= MAX_UDP_SESSIONS {
+                tracing::debug!(%addr, %client, "UDP datagram dropped: too many sessions");
+                continue;
+            }
+            let Some(session) = open_session(&socket, client, backends, now).await else {
+                continue;
+            };
+            sessions.insert(client, session);
+        }
+        let Some(session) = sessions.get(&client) else {
+            continue;
+        };
+        session.last_seen.store(now, Ordering::Relaxed);
+        if let Err(error) = session.upstream.send(&buf[..n]).await {
             tracing::debug!(%error, %client, "UDP send upstream failed");
         }
     }
-    for (_, (_, task)) in sessions {
-        task.abort();
+    for (_, s) in sessions {
+        s.relay.abort();
     }
 }
 
-/// Sends the upstream's replies back to `client` until the session is idle.
-async fn relay_replies(upstream: Arc<UdpSocket>, listener: Arc<UdpSocket>, client: SocketAddr) {
+async fn open_session(
+    listener: &Arc<UdpSocket>,
+    client: SocketAddr,
+    backends: Arc<L4Backends>,
+    now: u64,
+) -> Option<Session> {
+    let Some((cluster, endpoint)) = backends.pick() else {
+        tracing::debug!(%client, "UDP datagram dropped: no usable backend");
+        return None;
+    };
+    let local: IpAddr = if endpoint.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    let upstream = match UdpSocket::bind((local, 0)).await {
+        Ok(u) if u.connect(endpoint).await.is_ok() => Arc::new(u),
+        _ => {
+            tracing::warn!(cluster = %cluster.name, %endpoint, "UDP upstream socket failed");
+            return None;
+        }
+    };
+    let last_seen = Arc::new(AtomicU64::new(now));
+    let relay = tokio::spawn(relay_replies(
+        Arc::clone(&upstream),
+        Arc::clone(listener),
+        client,
+        Arc::clone(&last_seen),
+    ));
+    Some(Session {
+        upstream,
+        backends,
+        cluster: cluster.name.clone(),
+        endpoint,
+        last_seen,
+        relay,
+    })
+}
+
+/// Sends the upstream's replies back to `client` until the session has been idle (no datagram
+/// either way) for [`UDP_SESSION_IDLE`].
+async fn relay_replies(
+    upstream: Arc<UdpSocket>,
+    listener: Arc<UdpSocket>,
+    client: SocketAddr,
+    last_seen: Arc<AtomicU64>,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    while let Ok(Ok(n)) = tokio::time::timeout(UDP_SESSION_IDLE, upstream.recv(&mut buf)).await {
-        if listener.send_to(&buf[..n], client).await.is_err() {
-            break;
+    let mut seen_at_wait = last_seen.load(Ordering::Relaxed);
+    loop {
+        match tokio::time::timeout(UDP_SESSION_IDLE, upstream.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                if listener.send_to(&buf[..n], client).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(_)) => return,
+            Err(_) => {
+                // No reply for a whole idle period: the session ends unless the client spoke.
+                let seen = last_seen.load(Ordering::Relaxed);
+                if seen == seen_at_wait {
+                    return;
+                }
+                seen_at_wait = seen;
+            }
         }
     }
 }

@@ -90,26 +90,10 @@ impl Listeners {
     /// from `0.0.0.0:80` to `10.0.0.1:80`, say), so the new one can be bound. Other removed
     /// sockets keep serving until [`Listeners::commit`].
     pub async fn release_overlapping(&self, config: &Config) {
-        let released: Vec<(SocketAddr, Bound)> = {
-            let mut bound = self.bound.lock();
-            let added: Vec<SocketAddr> = config
-                .listeners
-                .keys()
-                .filter(|a| !bound.contains_key(*a))
-                .copied()
-                .collect();
-            let doomed: Vec<SocketAddr> = bound
-                .keys()
-                .filter(|old| !config.listeners.contains_key(*old))
-                .filter(|old| added.iter().any(|new| overlaps(**old, *new)))
-                .copied()
-                .collect();
-            doomed
-                .into_iter()
-                .filter_map(|a| bound.remove(&a).map(|b| (a, b)))
-                .collect()
-        };
-        close_all(released).await;
+        let tcp = released(&self.bound, &config.listeners.keys().copied().collect());
+        let udp = released(&self.udp_bound, &config.udp.keys().copied().collect());
+        close_all(tcp).await;
+        close_all(udp).await;
     }
 
     /// Binds the sockets `config` needs that are not bound yet.
@@ -216,6 +200,29 @@ impl Listeners {
     pub fn bound(&self) -> Vec<SocketAddr> {
         self.bound.lock().keys().copied().collect()
     }
+}
+
+/// Removes from `bound` the sockets `wanted` drops and that overlap a socket it adds.
+fn released(
+    bound: &Mutex<BTreeMap<SocketAddr, Bound>>,
+    wanted: &std::collections::BTreeSet<SocketAddr>,
+) -> Vec<(SocketAddr, Bound)> {
+    let mut bound = bound.lock();
+    let added: Vec<SocketAddr> = wanted
+        .iter()
+        .filter(|a| !bound.contains_key(*a))
+        .copied()
+        .collect();
+    let doomed: Vec<SocketAddr> = bound
+        .keys()
+        .filter(|old| !wanted.contains(*old))
+        .filter(|old| added.iter().any(|new| overlaps(**old, *new)))
+        .copied()
+        .collect();
+    doomed
+        .into_iter()
+        .filter_map(|a| bound.remove(&a).map(|b| (a, b)))
+        .collect()
 }
 
 /// Stops the accept loops of `sockets` and waits (bounded) until each socket is closed.

@@ -102,12 +102,62 @@ fn kinds_for(protocol: &str) -> &'static [&'static str] {
 
 /// Analyses every Gateway whose class is in `classes`.
 pub(super) fn analyze(inputs: &Inputs, classes: &BTreeSet<String>) -> Vec<GatewayModel> {
-    inputs
+    let mut gateways: Vec<GatewayModel> = inputs
         .gateways
         .iter()
         .filter(|(_, gw)| classes.contains(&gw.spec.gateway_class_name))
         .map(|(key, gw)| analyze_one(key, gw))
-        .collect()
+        .collect();
+    mark_cross_gateway_conflicts(&mut gateways);
+    gateways
+}
+
+/// Listeners of different Gateways that would need one socket (same port and transport, same IP
+/// or a wildcard IP) but cannot share it: an HTTP and a TCP listener, or two TCP (or two UDP)
+/// proxies. The Gateway that sorts later gets its listener `Conflicted`, so the proxies never
+/// receive two things to serve on one socket. HTTP listeners of several Gateways do share a
+/// socket (their virtual hosts are merged).
+fn mark_cross_gateway_conflicts(gateways: &mut [GatewayModel]) {
+    let mut by_port: BTreeMap<(u16, bool), Vec<(usize, usize)>> = BTreeMap::new();
+    for (g, gateway) in gateways.iter().enumerate() {
+        if gateway.bind_ip.is_none() {
+            continue;
+        }
+        for (l, listener) in gateway.listeners.iter().enumerate() {
+            if listener.is_programmed() {
+                by_port
+                    .entry((listener.port, listener.protocol == "UDP"))
+                    .or_default()
+                    .push((g, l));
+            }
+        }
+    }
+    let mut conflicted = Vec::new();
+    for users in by_port.values() {
+        for (k, &(g, l)) in users.iter().enumerate() {
+            let mine = &gateways[g];
+            let clash = users[..k].iter().find_map(|&(og, ol)| {
+                let other = &gateways[og];
+                let (a, b) = (mine.bind_ip?, other.bind_ip?);
+                let overlap = og != g && (a == b || a.is_unspecified() || b.is_unspecified());
+                let (p, q) = (&mine.listeners[l].protocol, &other.listeners[ol].protocol);
+                if !overlap || (p == "HTTP" && q == "HTTP") {
+                    return None;
+                }
+                Some(if p == q {
+                    reason::HOSTNAME_CONFLICT
+                } else {
+                    reason::PROTOCOL_CONFLICT
+                })
+            });
+            if let Some(reason) = clash {
+                conflicted.push((g, l, reason));
+            }
+        }
+    }
+    for (g, l, reason) in conflicted {
+        gateways[g].listeners[l].conflicted = Some(reason);
+    }
 }
 
 fn analyze_one(key: &Key, gateway: &Gateway) -> GatewayModel {
@@ -199,7 +249,11 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
     }
     let allowed = l.allowed_routes.as_ref();
     let requested_kinds: Vec<String> = match allowed.and_then(|a| a.kinds.as_ref()) {
-        Some(kinds) => kinds.iter().map(|k| k.kind.clone()).collect(),
+        Some(kinds) => kinds
+            .iter()
+            .filter(|k| k.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP)
+            .map(|k| k.kind.clone())
+            .collect(),
         None => match l.protocol.as_str() {
             "HTTP" | "HTTPS" => vec!["HTTPRoute".to_owned(), "GRPCRoute".to_owned()],
             "TLS" => vec!["TLSRoute".to_owned()],
@@ -267,10 +321,14 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
 fn mark_conflicts(listeners: &mut [ListenerModel]) {
     // Every listener with a valid port takes part, supported or not: an unsupported protocol on a
     // port still conflicts with the others there.
-    let mut by_port: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    // TCP and UDP ports are different ports: a UDP listener never conflicts with a TCP-based one.
+    let mut by_port: BTreeMap<(u16, bool), Vec<usize>> = BTreeMap::new();
     for (i, l) in listeners.iter().enumerate() {
         if l.port != 0 {
-            by_port.entry(l.port).or_default().push(i);
+            by_port
+                .entry((l.port, l.protocol == "UDP"))
+                .or_default()
+                .push(i);
         }
     }
     for indices in by_port.values() {

@@ -11,6 +11,7 @@ use super::{
     Options,
     gateway::GatewayModel,
     http_route::{self, RouteEntry, RouteKind},
+    matching,
     inputs::{Inputs, Key},
     status::ObjectStatus,
 };
@@ -26,6 +27,7 @@ use std::collections::BTreeMap;
 pub(super) const GRPC_ROUTE: RouteKind = RouteKind {
     name: "GRPCRoute",
     h2_backends: true,
+    precedence: matching::grpc_precedence,
 };
 
 /// A gRPC service name as the GRPCRoute CRD allows it (dotted identifiers).
@@ -73,7 +75,8 @@ fn convert_match(m: &GrpcRouteRulesMatches) -> Result<Value, String> {
             }
             (MethodType::RegularExpression, s, n) => json!({
                 "type": "RegularExpression",
-                "value": format!("/{}/{}", s.unwrap_or("[^/]+"), n.unwrap_or("[^/]+")),
+                // Each part is grouped, so an alternation stays inside its part.
+                "value": format!("/(?:{})/(?:{})", s.unwrap_or("[^/]+"), n.unwrap_or("[^/]+")),
             }),
         };
         out.insert("path".to_owned(), path);
@@ -228,7 +231,7 @@ mod tests {
         );
         assert_eq!(
             path_of(Some(MethodType::RegularExpression), Some("pkg\\..*"), None),
-            json!({"type": "RegularExpression", "value": "/pkg\\..*/[^/]+"})
+            json!({"type": "RegularExpression", "value": "/(?:pkg\\..*)/(?:[^/]+)"})
         );
         assert_eq!(path_of(None, Some("bad name"), m), Value::Null);
         assert_eq!(path_of(None, s, Some("a/b")), Value::Null);

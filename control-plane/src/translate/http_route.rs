@@ -30,12 +30,15 @@ pub(super) struct RouteKind {
     pub(super) name: &'static str,
     /// Backends are spoken to over HTTP/2 unless their appProtocol says otherwise.
     pub(super) h2_backends: bool,
+    /// Precedence between matches.
+    pub(super) precedence: fn(&pb::RouteMatch, Origin) -> Precedence,
 }
 
 /// HTTPRoute.
 pub(super) const HTTP_ROUTE: RouteKind = RouteKind {
     name: "HTTPRoute",
     h2_backends: false,
+    precedence: matching::precedence,
 };
 
 /// One route match, attached through one listener for one hostname.
@@ -206,7 +209,7 @@ fn translate_one(
                                 gateway: *gw,
                                 listener: *listener,
                                 hostname: hostname.clone(),
-                                precedence: matching::precedence(
+                                precedence: (kind.precedence)(
                                     m.route.r#match.as_ref().unwrap_or(&no_match),
                                     Origin {
                                         route_rank,

@@ -151,3 +151,38 @@ pub(super) fn precedence(m: &pb::RouteMatch, origin: Origin) -> Precedence {
         match_index: origin.match_index,
     }
 }
+
+/// The precedence key of a GRPCRoute match (converted to path form by `grpc_route`): the most
+/// characters of a matching service first, then of a matching method, then the most header
+/// matches (GRPCRouteRule ordering); ties as for HTTPRoute. Wildcard parts count no characters.
+pub(super) fn grpc_precedence(m: &pb::RouteMatch, origin: Origin) -> Precedence {
+    let counted = |part: &str| if part == "[^/]+" { 0 } else { part.len() };
+    let (service, method) = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
+        Some(pb::path_match::Kind::Exact(v)) => {
+            let (s, m) = v.trim_start_matches('/').split_once('/').unwrap_or((v, ""));
+            (s.len(), m.len())
+        }
+        Some(pb::path_match::Kind::Prefix(v)) => (v.trim_matches('/').len(), 0),
+        Some(pb::path_match::Kind::Regex(v)) => {
+            let (s, m) = v
+                .strip_prefix("/(?:")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|r| r.split_once(")/(?:"))
+                .or_else(|| v.strip_prefix("/[^/]+/").map(|m| ("[^/]+", m)))
+                .unwrap_or(("", ""));
+            (counted(s), counted(m))
+        }
+        None => (0, 0),
+    };
+    Precedence {
+        path_rank: 0,
+        // Service characters dominate method characters (names are at most 1,024 long).
+        path_len: Reverse(service * 2048 + method),
+        no_method: false,
+        headers: Reverse(m.headers.len()),
+        query_params: Reverse(0),
+        route_rank: origin.route_rank,
+        rule: origin.rule,
+        match_index: origin.match_index,
+    }
+}

@@ -73,12 +73,8 @@ pub(super) fn retry(
     let at = format!("spec.rules[{i}].retry");
     let attempts = match r.attempts {
         None => DEFAULT_RETRY_ATTEMPTS,
-        Some(a) if (0..=MAX_RETRY_ATTEMPTS).contains(&a) => u32::try_from(a).unwrap_or(0),
-        Some(a) => {
-            return Err(format!(
-                "{at}.attempts: {a} must be between 0 and {MAX_RETRY_ATTEMPTS}"
-            ));
-        }
+        Some(a) if a < 0 => return Err(format!("{at}.attempts: {a} must not be negative")),
+        Some(a) => u32::try_from(a.min(MAX_RETRY_ATTEMPTS)).unwrap_or(0),
     };
     let mut codes = Vec::new();
     for (j, c) in r.codes.iter().flatten().enumerate() {

@@ -268,7 +268,10 @@ pub(super) fn retry(
     Ok(Some(RetryPolicy {
         codes,
         attempts: r.attempts,
-        backoff: duration(at, "retry.backoff", r.backoff.as_ref())?
-            .unwrap_or(Duration::from_millis(25)),
+        // Present means as given (0: retry at once); absent means the default.
+        backoff: match r.backoff.as_ref() {
+            None => Duration::from_millis(25),
+            Some(_) => duration(at, "retry.backoff", r.backoff.as_ref())?.unwrap_or_default(),
+        },
     }))
 }
