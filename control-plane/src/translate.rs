@@ -20,6 +20,7 @@ mod grpc_route;
 pub mod hostname;
 mod http_route;
 pub mod inputs;
+mod kind_conflicts;
 mod l4_route;
 mod matching;
 mod policy;
@@ -75,6 +76,7 @@ pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
         grpc_route::translate(inputs, opts, &mut gateways, &mut out.resources);
     entries.extend(grpc_entries);
     route_statuses.extend(grpc_statuses);
+    kind_conflicts::resolve(&mut entries, &mut route_statuses, &mut gateways);
     route_statuses.extend(l4_route::translate(
         l4_route::TCP_ROUTE,
         &inputs.tcp_routes,

@@ -11,8 +11,8 @@ use super::{
     Options,
     gateway::GatewayModel,
     http_route::{self, RouteEntry, RouteKind},
-    matching,
     inputs::{Inputs, Key},
+    matching,
     status::ObjectStatus,
 };
 use gateway_api::{

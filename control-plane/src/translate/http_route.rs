@@ -53,6 +53,19 @@ pub(super) struct RouteEntry {
     pub(super) precedence: Precedence,
     /// Shared by every listener and hostname the match is reachable through.
     pub(super) route: Arc<pb::Route>,
+    /// The route the match belongs to.
+    pub(super) owner: Arc<RouteOwner>,
+}
+
+/// Which route an entry comes from, and its age (for conflicts between route kinds).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct RouteOwner {
+    /// `creationTimestamp` (RFC 3339), if any: older routes win conflicts.
+    pub(super) created: Option<String>,
+    /// Namespace and name.
+    pub(super) key: Key,
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub(super) kind: &'static str,
 }
 
 /// Translates every HTTPRoute that names a Gateway of ours.
@@ -178,6 +191,15 @@ fn translate_one(
     };
 
     let no_match = pb::RouteMatch::default();
+    let owner = Arc::new(RouteOwner {
+        created: route
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string()),
+        key: (ns.to_owned(), name.to_owned()),
+        kind: kind.name,
+    });
     let cond =
         |t: &str, ok: bool, r: &str, m: String| Condition::new(t, ok, r, m, generation, &opts.now);
     let mut parent_statuses = Vec::new();
@@ -218,6 +240,7 @@ fn translate_one(
                                     },
                                 ),
                                 route: Arc::clone(&m.route),
+                                owner: Arc::clone(&owner),
                             });
                         }
                     }
