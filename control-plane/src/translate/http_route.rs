@@ -446,6 +446,15 @@ fn translate_rule(
     if let Some(u) = converted.unresolved {
         outcome.unresolved.get_or_insert(u);
     }
+    if rule.session_persistence.is_some() {
+        let message = format!(
+            "spec.rules[{i}].sessionPersistence is not supported; the rule answers 500 rather than serve without it"
+        );
+        return fail(
+            outcome,
+            Problem::Invalid(reason::UNSUPPORTED_VALUE, message),
+        );
+    }
     let timeouts = match policy::timeouts(i, rule.timeouts.as_ref()) {
         Ok(t) => t,
         Err(m) => return fail(outcome, Problem::Invalid(reason::UNSUPPORTED_VALUE, m)),

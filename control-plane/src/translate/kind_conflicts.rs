@@ -8,15 +8,12 @@ use super::{
     gateway::GatewayModel,
     hostname,
     http_route::{RouteEntry, RouteOwner},
-    status::{ObjectStatus, condition},
+    status::{ObjectStatus, condition, reason},
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
 };
-
-/// The reason on a route that lost a conflict with a route of the other kind.
-pub(super) const CONFLICTED: &str = "Conflicted";
 
 /// One route's hostnames on one listener.
 type OnListener = BTreeMap<Arc<RouteOwner>, BTreeSet<String>>;
@@ -131,7 +128,7 @@ fn mark_not_accepted(
         for c in conditions {
             if c["type"] == condition::ACCEPTED {
                 c["status"] = "False".into();
-                c["reason"] = CONFLICTED.into();
+                c["reason"] = reason::CONFLICTED.into();
                 c["message"] = message.into();
             }
         }

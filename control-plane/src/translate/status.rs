@@ -64,6 +64,9 @@ pub mod reason {
     pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
     /// A rule combines filters that cannot be used together (RequestRedirect and URLRewrite).
     pub const INCOMPATIBLE_FILTERS: &str = "IncompatibleFilters";
+    /// A route lost to an older route of the other kind (HTTPRoute vs GRPCRoute) with an
+    /// intersecting hostname on the same listener.
+    pub const CONFLICTED: &str = "Conflicted";
 }
 
 /// A `metav1.Condition`.
