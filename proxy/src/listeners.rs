@@ -130,62 +130,43 @@ impl Listeners {
     /// Starts serving the prepared sockets, then closes the sockets `config` no longer has (their
     /// open connections drain in the background). Call after the swap.
     pub async fn commit(&self, prepared: Prepared, config: &Config) {
-        let removed_udp: Vec<(SocketAddr, Bound)> = {
-            let mut bound = self.udp_bound.lock();
-            for (addr, socket) in prepared.udp {
-                let (stop, watch) = shutdown::channel();
-                let (closed_tx, closed) = oneshot::channel();
-                tracing::info!(%addr, "listening (UDP)");
-                let store = Arc::clone(&self.shared.store);
-                let process = self.shutdown.clone();
-                let task = tokio::spawn(async move {
-                    crate::l4::serve_udp(socket, addr, store, (watch, process)).await;
-                    let _ = closed_tx.send(());
-                });
-                let mut tasks = self.tasks.lock();
-                tasks.retain(|t| !t.is_finished());
-                tasks.push(task);
-                bound.insert(addr, Bound { stop, closed });
-            }
-            let gone: Vec<SocketAddr> = bound
-                .keys()
-                .filter(|a| !config.udp.contains_key(*a))
-                .copied()
-                .collect();
-            gone.into_iter()
-                .filter_map(|a| bound.remove(&a).map(|b| (a, b)))
-                .collect()
-        };
-        close_all(removed_udp).await;
-        let removed: Vec<(SocketAddr, Bound)> = {
-            let mut bound = self.bound.lock();
-            for (addr, socket) in prepared.sockets {
-                let (stop, watch) = shutdown::channel();
-                let (closed_tx, closed) = oneshot::channel();
-                tracing::info!(%addr, "listening");
-                let task = tokio::spawn(accept_loop(
-                    socket,
-                    addr,
-                    Arc::clone(&self.shared),
-                    (watch, closed_tx),
-                    self.shutdown.clone(),
-                    self.drain_timeout,
-                ));
-                let mut tasks = self.tasks.lock();
-                tasks.retain(|t| !t.is_finished());
-                tasks.push(task);
-                bound.insert(addr, Bound { stop, closed });
-            }
-            let gone: Vec<SocketAddr> = bound
-                .keys()
-                .filter(|a| !config.listeners.contains_key(*a))
-                .copied()
-                .collect();
-            gone.into_iter()
-                .filter_map(|a| bound.remove(&a).map(|b| (a, b)))
-                .collect()
-        };
-        close_all(removed).await;
+        for (addr, socket) in prepared.udp {
+            tracing::info!(%addr, "listening (UDP)");
+            let store = Arc::clone(&self.shared.store);
+            let process = self.shutdown.clone();
+            self.start(&self.udp_bound, addr, move |watch, closed_tx| async move {
+                crate::l4::serve_udp(socket, addr, store, (watch, process)).await;
+                let _ = closed_tx.send(());
+            });
+        }
+        for (addr, socket) in prepared.sockets {
+            tracing::info!(%addr, "listening");
+            let shared = Arc::clone(&self.shared);
+            let (process, drain) = (self.shutdown.clone(), self.drain_timeout);
+            self.start(&self.bound, addr, move |watch, closed_tx| {
+                accept_loop(socket, addr, shared, (watch, closed_tx), process, drain)
+            });
+        }
+        let keep_udp = config.udp.keys().copied().collect();
+        close_all(take_unwanted(&self.udp_bound, &keep_udp)).await;
+        let keep_tcp = config.listeners.keys().copied().collect();
+        close_all(take_unwanted(&self.bound, &keep_tcp)).await;
+    }
+
+    /// Spawns the task serving `addr` (made by `serve` from its stop watch and its closed signal)
+    /// and records it in `bound`.
+    fn start<F, Fut>(&self, bound: &Mutex<BTreeMap<SocketAddr, Bound>>, addr: SocketAddr, serve: F)
+    where
+        F: FnOnce(shutdown::Watch, oneshot::Sender<()>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, watch) = shutdown::channel();
+        let (closed_tx, closed) = oneshot::channel();
+        let task = tokio::spawn(serve(watch, closed_tx));
+        let mut tasks = self.tasks.lock();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+        bound.lock().insert(addr, Bound { stop, closed });
     }
 
     /// Waits until every accept loop has stopped and drained (after process shutdown).
@@ -200,6 +181,22 @@ impl Listeners {
     pub fn bound(&self) -> Vec<SocketAddr> {
         self.bound.lock().keys().copied().collect()
     }
+}
+
+/// Removes from `bound` every socket `wanted` does not have.
+fn take_unwanted(
+    bound: &Mutex<BTreeMap<SocketAddr, Bound>>,
+    wanted: &std::collections::BTreeSet<SocketAddr>,
+) -> Vec<(SocketAddr, Bound)> {
+    let mut bound = bound.lock();
+    let gone: Vec<SocketAddr> = bound
+        .keys()
+        .filter(|a| !wanted.contains(*a))
+        .copied()
+        .collect();
+    gone.into_iter()
+        .filter_map(|a| bound.remove(&a).map(|b| (a, b)))
+        .collect()
 }
 
 /// Removes from `bound` the sockets `wanted` drops and that overlap a socket it adds.

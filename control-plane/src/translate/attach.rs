@@ -27,10 +27,43 @@ pub(super) struct ParentRef {
 }
 
 impl ParentRef {
+    /// A parentRef as written in a route in `route_ns`, with the defaults applied (group
+    /// `gateway.networking.k8s.io`, kind `Gateway`, the route's namespace).
+    pub(super) fn with_defaults(
+        (group, kind, namespace): (Option<&String>, Option<&String>, Option<&String>),
+        name: &str,
+        (section_name, port): (Option<&String>, Option<i32>),
+        route_ns: &str,
+    ) -> Self {
+        Self {
+            group: group.cloned().unwrap_or_else(|| GATEWAY_GROUP.to_owned()),
+            kind: kind.cloned().unwrap_or_else(|| "Gateway".to_owned()),
+            namespace: namespace.cloned().unwrap_or_else(|| route_ns.to_owned()),
+            name: name.to_owned(),
+            section_name: section_name.cloned(),
+            port,
+        }
+    }
+
     /// True if this refers to a Gateway (the only parent kind so far).
     pub(super) fn is_gateway(&self) -> bool {
         self.group == GATEWAY_GROUP && self.kind == "Gateway"
     }
+}
+
+/// Those of `parents` that name a Gateway of ours, each with that Gateway's index.
+pub(super) fn of_ours(
+    parents: impl IntoIterator<Item = ParentRef>,
+    gateways: &std::collections::BTreeMap<super::inputs::Key, usize>,
+) -> Vec<(ParentRef, usize)> {
+    parents
+        .into_iter()
+        .filter(ParentRef::is_gateway)
+        .filter_map(|p| {
+            let gw = *gateways.get(&(p.namespace.clone(), p.name.clone()))?;
+            Some((p, gw))
+        })
+        .collect()
 }
 
 /// The outcome of attaching one parentRef.

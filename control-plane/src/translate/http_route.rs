@@ -12,7 +12,7 @@ use super::{
     attach::{self, Attachment, ParentRef},
     backends::{self, BackendRef},
     filters::{self, Level, Problem},
-    gateway::{GATEWAY_GROUP, GatewayModel},
+    gateway::GatewayModel,
     inputs::{Inputs, Key},
     matching::{self, Origin, Precedence},
     policy,
@@ -143,24 +143,17 @@ fn translate_one(
         .flatten()
         .map(|h| h.to_ascii_lowercase())
         .collect();
-    let parents: Vec<(ParentRef, usize)> = route
-        .spec
-        .parent_refs
-        .iter()
-        .flatten()
-        .filter_map(|p| {
-            let parent = ParentRef {
-                group: p.group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_owned()),
-                kind: p.kind.clone().unwrap_or_else(|| "Gateway".to_owned()),
-                namespace: p.namespace.clone().unwrap_or_else(|| ns.to_owned()),
-                name: p.name.clone(),
-                section_name: p.section_name.clone(),
-                port: p.port,
-            };
-            let gw = *index.get(&(parent.namespace.clone(), parent.name.clone()))?;
-            parent.is_gateway().then_some((parent, gw))
-        })
-        .collect();
+    let parents = attach::of_ours(
+        route.spec.parent_refs.iter().flatten().map(|p| {
+            ParentRef::with_defaults(
+                (p.group.as_ref(), p.kind.as_ref(), p.namespace.as_ref()),
+                &p.name,
+                (p.section_name.as_ref(), p.port),
+                ns,
+            )
+        }),
+        index,
+    );
     if parents.is_empty() {
         return None;
     }
@@ -526,17 +519,11 @@ fn rule_backends(
             });
         let converted = match converted {
             Ok(c) => c,
-            Err(Problem::Invalid(r, m)) => {
-                outcome.partially_invalid.get_or_insert((r, m));
-                backends.push(pb::WeightedBackend {
-                    weight,
-                    target: invalid("invalid filter\n"),
-                    filters: None,
-                });
-                continue;
-            }
-            Err(Problem::Unresolved(r, m)) => {
-                outcome.unresolved.get_or_insert((r, m));
+            Err(problem) => {
+                match problem {
+                    Problem::Invalid(r, m) => outcome.partially_invalid.get_or_insert((r, m)),
+                    Problem::Unresolved(r, m) => outcome.unresolved.get_or_insert((r, m)),
+                };
                 backends.push(pb::WeightedBackend {
                     weight,
                     target: invalid("invalid filter\n"),

@@ -11,7 +11,7 @@ use super::{
     Options,
     attach::{self, Attachment, ParentRef},
     backends::{self, BackendRef, Transport},
-    gateway::{GATEWAY_GROUP, GatewayModel},
+    gateway::GatewayModel,
     inputs::{Inputs, Key},
     status::{Condition, ObjectStatus, StatusMetadata, condition, reason},
 };
@@ -222,23 +222,17 @@ fn translate_one(
     order: RouteOrder,
     served: &mut Served,
 ) -> Option<ObjectStatus> {
-    let parents: Vec<(ParentRef, usize)> = route
-        .spec
-        .parent_refs
-        .iter()
-        .filter_map(|p| {
-            let parent = ParentRef {
-                group: p.group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_owned()),
-                kind: p.kind.clone().unwrap_or_else(|| "Gateway".to_owned()),
-                namespace: p.namespace.clone().unwrap_or_else(|| ns.clone()),
-                name: p.name.clone(),
-                section_name: p.section_name.clone(),
-                port: p.port,
-            };
-            let gw = *index.get(&(parent.namespace.clone(), parent.name.clone()))?;
-            parent.is_gateway().then_some((parent, gw))
-        })
-        .collect();
+    let parents = attach::of_ours(
+        route.spec.parent_refs.iter().map(|p| {
+            ParentRef::with_defaults(
+                (p.group.as_ref(), p.kind.as_ref(), p.namespace.as_ref()),
+                &p.name,
+                (p.section_name.as_ref(), p.port),
+                ns,
+            )
+        }),
+        index,
+    );
     if parents.is_empty() {
         return None;
     }
