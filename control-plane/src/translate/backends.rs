@@ -20,6 +20,26 @@ pub(super) struct BackendRef<'a> {
     pub(super) port: Option<i32>,
 }
 
+impl<'a> BackendRef<'a> {
+    /// A backendRef as written in a route in `route_ns`, with the defaults applied (core group,
+    /// kind Service, the route's namespace).
+    pub(super) fn with_defaults(
+        (group, kind): (Option<&'a str>, Option<&'a str>),
+        name: &'a str,
+        namespace: Option<&'a str>,
+        port: Option<i32>,
+        route_ns: &'a str,
+    ) -> Self {
+        Self {
+            group: group.unwrap_or_default(),
+            kind: kind.unwrap_or("Service"),
+            name,
+            namespace: namespace.unwrap_or(route_ns),
+            port,
+        }
+    }
+}
+
 /// Displays as `backendRef <namespace>/<name>`.
 struct Named<'a, 'b>(&'a BackendRef<'b>);
 

@@ -422,13 +422,13 @@ fn mirror(
         )));
     }
     let b = &m.backend_ref;
-    let backend = BackendRef {
-        group: b.group.as_deref().unwrap_or_default(),
-        kind: b.kind.as_deref().unwrap_or("Service"),
-        name: &b.name,
-        namespace: b.namespace.as_deref().unwrap_or(ns),
-        port: b.port,
-    };
+    let backend = BackendRef::with_defaults(
+        (b.group.as_deref(), b.kind.as_deref()),
+        &b.name,
+        b.namespace.as_deref(),
+        b.port,
+        ns,
+    );
     Ok(
         match backends::resolve(
             inputs,

@@ -495,13 +495,13 @@ fn rule_backends(
     let mut backends = Vec::new();
     for (j, b) in refs.iter().enumerate() {
         let at = format!("spec.rules[{i}].backendRefs[{j}]");
-        let backend = BackendRef {
-            group: b.group.as_deref().unwrap_or_default(),
-            kind: b.kind.as_deref().unwrap_or("Service"),
-            name: &b.name,
-            namespace: b.namespace.as_deref().unwrap_or(ns),
-            port: b.port,
-        };
+        let backend = BackendRef::with_defaults(
+            (b.group.as_deref(), b.kind.as_deref()),
+            &b.name,
+            b.namespace.as_deref(),
+            b.port,
+            ns,
+        );
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
         let invalid = |m: &str| Some(pb::weighted_backend::Target::DirectResponse(direct(500, m)));
         let converted = filters::to_rule_filters(b.filters.as_deref().unwrap_or_default())

@@ -248,13 +248,13 @@ fn translate_one(
     if attached {
         for (i, rule) in route.spec.rules.iter().enumerate() {
             for (j, b) in rule.backend_refs.iter().enumerate() {
-                let backend = BackendRef {
-                    group: b.group.as_deref().unwrap_or_default(),
-                    kind: b.kind.as_deref().unwrap_or("Service"),
-                    name: &b.name,
-                    namespace: b.namespace.as_deref().unwrap_or(ns),
-                    port: b.port,
-                };
+                let backend = BackendRef::with_defaults(
+                    (b.group.as_deref(), b.kind.as_deref()),
+                    &b.name,
+                    b.namespace.as_deref(),
+                    b.port,
+                    ns,
+                );
                 let cluster = match backends::resolve(
                     inputs,
                     kind.name,
