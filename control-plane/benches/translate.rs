@@ -78,6 +78,7 @@ fn main() {
     let opts = Options {
         controller_name: serval_common::CONTROLLER_NAME.to_owned(),
         now: "2026-01-01T00:00:00Z".to_owned(),
+        fleet_addresses: Vec::new(),
     };
     for (label, one_host) in [("distinct hostnames", false), ("one hostname", true)] {
         let started = Instant::now();

@@ -1,7 +1,8 @@
 //! Command line of `serval-control-plane` (DESIGN.md "Command line and admin contract") and its
-//! conversion to a validated [`crate::standalone::Config`]. Defaults live here and nowhere else.
+//! conversion to validated [`crate::standalone::Config`] and [`crate::kubernetes::Config`].
+//! Defaults live here and nowhere else.
 
-use crate::{sources::file::Timing, standalone};
+use crate::{kubernetes, leader, sources::file::Timing, standalone, status_writer};
 use clap::{Parser, Subcommand};
 use serval_common::telemetry::LogFormat;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -24,6 +25,86 @@ pub enum Command {
     /// Watch a folder of Gateway API YAML and serve it: delta server, admin, and an in-process
     /// proxy, a complete gateway from one command.
     Standalone(StandaloneArgs),
+    /// Watch the Kubernetes API (in-cluster or kubeconfig), serve the delta protocol to proxies,
+    /// and write Gateway API status back (the leader replica only).
+    Kubernetes(KubernetesArgs),
+}
+
+/// `kubernetes` options.
+#[derive(Debug, clap::Args)]
+pub struct KubernetesArgs {
+    /// kubeconfig file; default: in-cluster, else `KUBECONFIG` / `~/.kube/config`.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Delta protocol (gRPC) address.
+    #[arg(long, default_value = "0.0.0.0:18000")]
+    pub xds_addr: SocketAddr,
+    /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`, `/status`).
+    #[arg(long, default_value = "0.0.0.0:19000")]
+    pub admin_addr: SocketAddr,
+    /// Serve the delta protocol without TLS. Required for now: mutual TLS is not implemented yet.
+    #[arg(long)]
+    pub xds_plaintext: bool,
+    /// The GatewayClass controllerName to own.
+    #[arg(long, default_value = serval_common::CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// The proxy fleet's Service: Gateways without `spec.addresses` report its load-balancer
+    /// ingress (or cluster IP) in `status.addresses`.
+    #[arg(long, env = "SERVAL_PROXY_SERVICE", value_name = "NAMESPACE/NAME")]
+    pub proxy_service: Option<String>,
+    /// The control plane's own namespace (where its leader Lease lives); default: the in-cluster
+    /// ServiceAccount's namespace, else `serval-system`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// This replica's identity in the Lease; default: the host name with a random suffix.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "serval-control-plane")]
+    pub lease_name: String,
+    /// How long the Lease holds without renewal (e.g. `15s`, `1500ms`).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// A leader that could not renew for this long stops writing status.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_renew_deadline: Duration,
+    /// How often the Lease is acquired or renewed.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lease_retry_period: Duration,
+    /// Quiet time after a change before translating, in milliseconds.
+    #[arg(long, default_value = "100")]
+    pub debounce_ms: u64,
+    /// Longest a translation waits while changes keep arriving, in milliseconds.
+    #[arg(long, default_value = "1000")]
+    pub max_delay_ms: u64,
+    /// Sustained status writes per second.
+    #[arg(long, default_value = "20")]
+    pub status_qps: f64,
+    /// Status writes allowed in a burst.
+    #[arg(long, default_value = "50")]
+    pub status_burst: u32,
+    /// Status writes in flight at once.
+    #[arg(long, default_value = "4")]
+    pub status_concurrency: usize,
+    /// Timeout of one status write (e.g. `10s`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub status_timeout: Duration,
+}
+
+/// Parses `1500ms`, `15s` or `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number with ms, s or m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{text:?}: expected a number with ms, s or m")),
+    }
 }
 
 /// `standalone` options.
@@ -63,6 +144,113 @@ pub enum ArgsError {
     /// The config folder is not a folder.
     #[error("--config-dir {0}: not a readable directory")]
     ConfigDir(PathBuf),
+    /// The delta protocol has no TLS yet.
+    #[error(
+        "mutual TLS for the delta protocol is not implemented yet: pass --xds-plaintext (and run proxies with --xds-plaintext)"
+    )]
+    XdsTls,
+    /// `--proxy-service` is not `NAMESPACE/NAME`.
+    #[error("--proxy-service {0:?}: expected NAMESPACE/NAME")]
+    ProxyService(String),
+    /// The Lease timings cannot work.
+    #[error(
+        "lease timings: need --lease-retry-period ({retry:?}) < --lease-renew-deadline ({renew:?}) < --lease-duration ({duration:?})"
+    )]
+    Lease {
+        /// `--lease-duration`.
+        duration: Duration,
+        /// `--lease-renew-deadline`.
+        renew: Duration,
+        /// `--lease-retry-period`.
+        retry: Duration,
+    },
+    /// A status writer setting is out of range.
+    #[error("--status-qps and --status-concurrency must be positive")]
+    StatusWriter,
+}
+
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+impl TryFrom<KubernetesArgs> for kubernetes::Config {
+    type Error = ArgsError;
+
+    fn try_from(args: KubernetesArgs) -> Result<Self, ArgsError> {
+        if !args.xds_plaintext {
+            return Err(ArgsError::XdsTls);
+        }
+        let proxy_service = args
+            .proxy_service
+            .map(|s| match s.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                    Ok((ns.to_owned(), name.to_owned()))
+                }
+                _ => Err(ArgsError::ProxyService(s)),
+            })
+            .transpose()?;
+        if !(args.lease_retry_period < args.lease_renew_deadline
+            && args.lease_renew_deadline < args.lease_duration)
+        {
+            return Err(ArgsError::Lease {
+                duration: args.lease_duration,
+                renew: args.lease_renew_deadline,
+                retry: args.lease_retry_period,
+            });
+        }
+        if args.status_qps.is_nan() || args.status_qps <= 0.0 || args.status_concurrency == 0 {
+            return Err(ArgsError::StatusWriter);
+        }
+        let namespace = args
+            .namespace
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+                    .ok()
+                    .map(|n| n.trim().to_owned())
+            })
+            .unwrap_or_else(|| "serval-system".to_owned());
+        let identity = args
+            .identity
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(default_identity);
+        Ok(kubernetes::Config {
+            kubeconfig: args.kubeconfig,
+            xds_addr: args.xds_addr,
+            admin_addr: args.admin_addr,
+            controller_name: args.controller_name.clone(),
+            proxy_service,
+            timing: Timing {
+                debounce: Duration::from_millis(args.debounce_ms),
+                max_delay: Duration::from_millis(args.max_delay_ms.max(args.debounce_ms)),
+                ..Timing::default()
+            },
+            lease: leader::Settings {
+                namespace,
+                name: args.lease_name,
+                identity,
+                lease_duration: args.lease_duration,
+                renew_deadline: args.lease_renew_deadline,
+                retry_period: args.lease_retry_period,
+            },
+            status: status_writer::Settings {
+                controller_name: args.controller_name,
+                qps: args.status_qps,
+                burst: args.status_burst,
+                timeout: args.status_timeout,
+                concurrency: args.status_concurrency,
+            },
+        })
+    }
+}
+
+/// The host name with a random suffix, so two replicas on one host differ.
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "serval-control-plane".to_owned());
+    format!("{host}-{:08x}", fastrand::u32(..))
 }
 
 impl TryFrom<StandaloneArgs> for standalone::Config {

@@ -10,11 +10,17 @@
 //!
 //! `standalone` wires these together with an in-process proxy (see [`standalone`]).
 
+pub mod access;
 pub mod admin;
 pub mod args;
+pub mod kubernetes;
+pub mod leader;
 pub mod metrics;
+pub mod pipeline;
+pub mod servers;
 pub mod snapshot;
 pub mod sources;
 pub mod standalone;
+pub mod status_writer;
 pub mod translate;
 pub mod xds;

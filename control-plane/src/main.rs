@@ -3,7 +3,7 @@
 use clap::Parser;
 use serval_control_plane::{
     args::{Args, Command},
-    standalone,
+    kubernetes, standalone,
 };
 
 // mimalloc: translating thousands of routes is allocation-heavy, and glibc's allocator made it
@@ -23,5 +23,6 @@ async fn main() -> anyhow::Result<()> {
     });
     match args.command {
         Command::Standalone(a) => standalone::run(standalone::Config::try_from(a)?, watch).await,
+        Command::Kubernetes(a) => kubernetes::run(kubernetes::Config::try_from(a)?, watch).await,
     }
 }

@@ -3,9 +3,33 @@
 //! Only definitions; the components update them.
 
 use prometheus_client::{
-    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+
+/// Labels of per-kind Kubernetes source metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The kind, e.g. `HTTPRoute`.
+    pub kind: String,
+}
+
+impl KindLabels {
+    /// Labels for `kind`.
+    pub fn of(kind: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+        }
+    }
+}
+
+/// Labels of status-write metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// `succeeded`, `failed`, `conflict` or `unchanged` (skipped: the API server already has it).
+    pub result: &'static str,
+}
 
 /// Every control-plane metric.
 #[derive(Debug)]
@@ -28,6 +52,24 @@ pub struct Metrics {
     pub snapshot_resources: Gauge,
     /// Config files that currently fail to load.
     pub config_file_errors: Gauge,
+    /// Kubernetes watch events received, by kind.
+    pub kubernetes_events: Family<KindLabels, Counter>,
+    /// Objects that did not decode and were skipped, by kind.
+    pub kubernetes_decode_errors: Family<KindLabels, Counter>,
+    /// Failed watch or discovery calls (each is retried with backoff), by kind.
+    pub kubernetes_watch_errors: Family<KindLabels, Counter>,
+    /// 1 while a kind's CRD is not installed (the kind is skipped).
+    pub kubernetes_kind_missing: Family<KindLabels, Gauge>,
+    /// Objects held, by kind.
+    pub kubernetes_objects: Family<KindLabels, Gauge>,
+    /// Status writes, by result.
+    pub status_writes: Family<WriteLabels, Counter>,
+    /// Time one status write took.
+    pub status_write_seconds: Histogram,
+    /// 1 while this replica holds the leader Lease (and writes status).
+    pub leader: Gauge,
+    /// Times this replica became leader.
+    pub leader_acquisitions: Counter,
 }
 
 impl Metrics {
@@ -45,6 +87,17 @@ impl Metrics {
             snapshots: Counter::default(),
             snapshot_resources: Gauge::default(),
             config_file_errors: Gauge::default(),
+            kubernetes_events: Family::default(),
+            kubernetes_decode_errors: Family::default(),
+            kubernetes_watch_errors: Family::default(),
+            kubernetes_kind_missing: Family::default(),
+            kubernetes_objects: Family::default(),
+            status_writes: Family::default(),
+            status_write_seconds: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+            leader: Gauge::default(),
+            leader_acquisitions: Counter::default(),
         };
         registry.register("xds_streams", "Open delta streams", m.xds_streams.clone());
         registry.register(
@@ -70,6 +123,51 @@ impl Metrics {
             "config_file_errors",
             "Config files that currently fail to load",
             m.config_file_errors.clone(),
+        );
+        registry.register(
+            "kubernetes_events",
+            "Kubernetes watch events received",
+            m.kubernetes_events.clone(),
+        );
+        registry.register(
+            "kubernetes_decode_errors",
+            "Kubernetes objects that did not decode and were skipped",
+            m.kubernetes_decode_errors.clone(),
+        );
+        registry.register(
+            "kubernetes_watch_errors",
+            "Failed Kubernetes watch or discovery calls (retried with backoff)",
+            m.kubernetes_watch_errors.clone(),
+        );
+        registry.register(
+            "kubernetes_kind_missing",
+            "1 while a kind's CRD is not installed and the kind is skipped",
+            m.kubernetes_kind_missing.clone(),
+        );
+        registry.register(
+            "kubernetes_objects",
+            "Kubernetes objects held",
+            m.kubernetes_objects.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Status subresource writes by result",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "status_write_duration_seconds",
+            "Time one status write took",
+            m.status_write_seconds.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            m.leader.clone(),
+        );
+        registry.register(
+            "leader_acquisitions",
+            "Times this replica became leader",
+            m.leader_acquisitions.clone(),
         );
         m
     }

@@ -6,28 +6,21 @@
 //! a real socket, so what standalone serves is what a fleet would.
 
 use crate::{
-    admin::{self, StatusBoard},
+    admin::StatusBoard,
     metrics::Metrics,
+    pipeline::Pipeline,
+    servers,
     snapshot::Snapshot,
     sources::file::{FileSource, SourceState, Timing},
-    translate::{self, Inputs, Options, status},
-    xds::server::DeltaServer,
 };
-use parking_lot::Mutex;
-use serval_common::{
-    admin::Admin,
-    proto::discovery::v1::Node,
-    readiness::{Latch, Readiness},
-    shutdown, telemetry,
-};
+use serval_common::{proto::discovery::v1::Node, readiness::Readiness, shutdown, telemetry};
 use std::{
-    collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::sync::watch;
 
 /// Validated standalone settings.
 #[derive(Clone, Debug)]
@@ -61,41 +54,30 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let board: StatusBoard = Arc::default();
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(translator(
-        source_rx,
-        snapshot_tx,
-        Arc::clone(&board),
-        Arc::clone(&metrics),
-        config.controller_name.clone(),
-        (latch, synced_tx),
-    ));
+    let pipeline = Pipeline {
+        controller_name: config.controller_name.clone(),
+        metrics: Arc::clone(&metrics),
+        board: Arc::clone(&board),
+        snapshots: snapshot_tx,
+        kubernetes: None,
+    };
+    tokio::spawn(pipeline.run(source_rx, (latch, synced_tx)));
 
-    let xds_listener = TcpListener::bind(config.xds_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("--xds-addr {}: {e}", config.xds_addr))?;
-    let xds_local = xds_listener.local_addr()?;
-    tracing::info!(addr = %xds_local, "delta server listening");
-    let server = DeltaServer::new(snapshot_rx.clone(), Arc::clone(&metrics), shutdown.clone());
-    // Serve the delta protocol only once the folder was translated, so no proxy is ever told the
-    // empty configuration that precedes the first sync. Connections wait in the backlog meanwhile.
-    let xds_task = tokio::spawn(async move {
-        if synced_rx.await.is_err() {
-            return Ok(());
-        }
-        server.serve(xds_listener).await
-    });
-
-    let admin = Admin::new(
-        readiness,
-        Arc::new(Mutex::new(registry)),
-        admin::routes(board, snapshot_rx),
-    );
-    let (admin_local, admin_task) = admin
-        .bind(config.admin_addr, shutdown.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("--admin-addr {}: {e}", config.admin_addr))?;
-    tracing::info!(addr = %admin_local, "admin listening");
-    tokio::spawn(admin_task);
+    let servers = servers::start(
+        servers::Inputs {
+            xds_addr: config.xds_addr,
+            admin_addr: config.admin_addr,
+            readiness,
+            registry,
+            board,
+            snapshots: snapshot_rx,
+            metrics,
+            synced: synced_rx,
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let xds_local = servers.xds_local;
 
     let proxy_task = config.run_proxy.then(|| {
         let connect_ip = match xds_local.ip() {
@@ -136,72 +118,6 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             Ok(Ok(())) => {}
         }
     }
-    match tokio::time::timeout(Duration::from_secs(5), xds_task).await {
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "delta server failed"),
-        Err(_) => tracing::warn!("delta server did not stop within 5s"),
-        _ => {}
-    }
+    servers.stopped().await;
     Ok(())
-}
-
-/// Translates every new source state and publishes the snapshot (when its version changed) and
-/// the statuses. After the first translation of a loaded folder it releases the readiness latch and
-/// signals `synced`.
-async fn translator(
-    mut source: watch::Receiver<Arc<SourceState>>,
-    snapshots: watch::Sender<Arc<Snapshot>>,
-    board: StatusBoard,
-    metrics: Arc<Metrics>,
-    controller_name: String,
-    first_sync: (Latch, tokio::sync::oneshot::Sender<()>),
-) {
-    let mut first_sync = Some(first_sync);
-    let mut reported = BTreeSet::new();
-    while source.changed().await.is_ok() {
-        let state = Arc::clone(&source.borrow_and_update());
-        metrics.config_file_errors.set(state.errors.len() as i64);
-        let started = Instant::now();
-        let inputs = Inputs::from_objects(state.objects.iter().cloned());
-        let options = Options {
-            controller_name: controller_name.clone(),
-            now: now_rfc3339(),
-        };
-        let output = translate::translate(&inputs, &options);
-        metrics.translations.inc();
-        metrics
-            .translate_seconds
-            .observe(started.elapsed().as_secs_f64());
-        // Log each diagnostic once, not on every reload.
-        let current: BTreeSet<String> = output.diagnostics.iter().cloned().collect();
-        for d in current.difference(&reported) {
-            tracing::warn!(diagnostic = %d, "translate");
-        }
-        reported = current;
-
-        let snapshot = Snapshot::new(output.resources);
-        metrics
-            .snapshot_resources
-            .set(snapshot.resources.len() as i64);
-        if snapshot.version != snapshots.borrow().version {
-            tracing::info!(version = %snapshot.version, resources = snapshot.resources.len(), "new snapshot");
-            metrics.snapshots.inc();
-            snapshots.send_replace(Arc::new(snapshot));
-        }
-        let mut statuses = output.statuses;
-        {
-            let mut board = board.lock();
-            status::carry_transition_times(&board, &mut statuses);
-            *board = Arc::new(statuses);
-        }
-        if let Some((latch, synced)) = first_sync.take() {
-            latch.release();
-            let _ = synced.send(());
-        }
-    }
-}
-
-fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }

@@ -41,6 +41,19 @@ pub struct Options {
     pub controller_name: String,
     /// RFC 3339 time written as `lastTransitionTime`.
     pub now: String,
+    /// Addresses where the proxy fleet is reachable (in Kubernetes, its Service's load-balancer
+    /// ingress or cluster IP), reported in `status.addresses` of Gateways whose `spec.addresses`
+    /// is empty. Empty in standalone.
+    pub fleet_addresses: Vec<GatewayAddress>,
+}
+
+/// One `status.addresses` entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GatewayAddress {
+    /// `IPAddress` or `Hostname`.
+    pub r#type: &'static str,
+    /// The address.
+    pub value: String,
 }
 
 /// Everything translate produces.
@@ -116,4 +129,45 @@ pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
         }
     }
     out
+}
+
+/// Where a proxy fleet behind `service` is reachable: its load-balancer ingress (IPs and
+/// hostnames), else its cluster IPs. Reported as the `status.addresses` of Gateways that ask for
+/// no address ([`Options::fleet_addresses`]).
+pub fn fleet_addresses(service: &k8s_openapi::api::core::v1::Service) -> Vec<GatewayAddress> {
+    let mut addresses = Vec::new();
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    for entry in ingress.into_iter().flatten() {
+        if let Some(ip) = entry.ip.as_ref().filter(|ip| !ip.is_empty()) {
+            addresses.push(GatewayAddress {
+                r#type: "IPAddress",
+                value: ip.clone(),
+            });
+        } else if let Some(host) = entry.hostname.as_ref().filter(|h| !h.is_empty()) {
+            addresses.push(GatewayAddress {
+                r#type: "Hostname",
+                value: host.clone(),
+            });
+        }
+    }
+    if addresses.is_empty() {
+        let spec = service.spec.as_ref();
+        let ips = spec
+            .and_then(|s| s.cluster_ips.clone())
+            .or_else(|| spec.and_then(|s| s.cluster_ip.clone()).map(|ip| vec![ip]))
+            .unwrap_or_default();
+        addresses.extend(
+            ips.into_iter()
+                .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+                .map(|value| GatewayAddress {
+                    r#type: "IPAddress",
+                    value,
+                }),
+        );
+    }
+    addresses
 }

@@ -16,7 +16,7 @@ use serval_common::Resource;
 use serval_control_plane::{
     snapshot::Snapshot,
     sources::objects::{self, Object},
-    translate::{self, Inputs, Options},
+    translate::{self, GatewayAddress, Inputs, Options},
 };
 use std::{
     collections::BTreeMap,
@@ -91,6 +91,16 @@ struct CaseOptions {
     controller_name: Option<String>,
     base: Option<bool>,
     now: Option<String>,
+    /// `Options::fleet_addresses`, as `{type, value}` entries.
+    #[serde(default)]
+    fleet_addresses: Vec<CaseAddress>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseAddress {
+    r#type: String,
+    value: String,
 }
 
 fn load(path: &Path) -> Result<Vec<Value>, Failed> {
@@ -130,6 +140,18 @@ fn run_case(root: &Path, input: &Path, bless: bool) -> Result<(), Failed> {
             .controller_name
             .unwrap_or_else(|| serval_common::CONTROLLER_NAME.to_owned()),
         now: options.now.unwrap_or_else(|| NOW.to_owned()),
+        fleet_addresses: options
+            .fleet_addresses
+            .into_iter()
+            .map(|a| GatewayAddress {
+                r#type: if a.r#type == "Hostname" {
+                    "Hostname"
+                } else {
+                    "IPAddress"
+                },
+                value: a.value,
+            })
+            .collect(),
     };
 
     let objects = objects::parse_values(&input.display().to_string(), all)

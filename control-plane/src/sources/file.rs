@@ -5,26 +5,14 @@
 //! the other files are unaffected. A file that disappears takes its objects with it.
 
 use super::objects::{self, Object};
+pub use super::{SourceState, Timing};
 use serval_common::shutdown;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 use tokio::sync::{mpsc, watch};
-
-/// What the source currently holds.
-#[derive(Debug, Default)]
-pub struct SourceState {
-    /// Objects of every file (the last good version of files that now fail), in file then
-    /// document order.
-    pub objects: Vec<Object>,
-    /// One message per file that currently fails to read or parse.
-    pub errors: Vec<String>,
-    /// Notes about skipped documents.
-    pub skipped: Vec<String>,
-}
 
 /// Why the folder itself cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -47,27 +35,6 @@ pub enum Error {
         #[source]
         source: notify::Error,
     },
-}
-
-/// Timing of reloads.
-#[derive(Clone, Copy, Debug)]
-pub struct Timing {
-    /// Quiet time after the last change event before reloading.
-    pub debounce: Duration,
-    /// Longest a reload waits while events keep arriving.
-    pub max_delay: Duration,
-    /// Reload this often even without events.
-    pub resync: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Self {
-            debounce: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            resync: Duration::from_secs(10),
-        }
-    }
 }
 
 /// Reads a config folder, keeping the last good objects of each file.

@@ -5,7 +5,9 @@
 //! known kind that does not decode is an error naming the document and the field.
 
 use gateway_api::{
-    experimental::{httproutes::HttpRoute, tcproutes::TcpRoute, udproutes::UdpRoute},
+    experimental::{
+        httproutes::HttpRoute, tcproutes::TcpRoute, tlsroutes::TlsRoute, udproutes::UdpRoute,
+    },
     gatewayclasses::GatewayClass,
     gateways::Gateway,
     grpcroutes::GrpcRoute,
@@ -32,6 +34,8 @@ pub enum Object {
     GrpcRoute(GrpcRoute),
     /// `gateway.networking.k8s.io/v1alpha2 TCPRoute`.
     TcpRoute(TcpRoute),
+    /// `gateway.networking.k8s.io/v1 TLSRoute` (read and held; not translated yet).
+    TlsRoute(TlsRoute),
     /// `gateway.networking.k8s.io/v1alpha2 UDPRoute`.
     UdpRoute(UdpRoute),
     /// `gateway.networking.k8s.io/v1beta1|v1 ReferenceGrant`.
@@ -161,6 +165,7 @@ pub fn parse_values(origin: &str, documents: Vec<serde_json::Value>) -> Result<P
             (GATEWAY_GROUP, "HTTPRoute") => decode(doc).map(Object::HttpRoute),
             (GATEWAY_GROUP, "GRPCRoute") => decode(doc).map(Object::GrpcRoute),
             (GATEWAY_GROUP, "TCPRoute") => decode(doc).map(Object::TcpRoute),
+            (GATEWAY_GROUP, "TLSRoute") => decode(doc).map(Object::TlsRoute),
             (GATEWAY_GROUP, "UDPRoute") => decode(doc).map(Object::UdpRoute),
             (GATEWAY_GROUP, "ReferenceGrant") => decode(doc).map(Object::ReferenceGrant),
             ("", "Service") => decode(doc).map(Object::Service),
@@ -192,6 +197,7 @@ impl Object {
             Self::HttpRoute(o) => ("HTTPRoute", &o.metadata),
             Self::GrpcRoute(o) => ("GRPCRoute", &o.metadata),
             Self::TcpRoute(o) => ("TCPRoute", &o.metadata),
+            Self::TlsRoute(o) => ("TLSRoute", &o.metadata),
             Self::UdpRoute(o) => ("UDPRoute", &o.metadata),
             Self::ReferenceGrant(o) => ("ReferenceGrant", &o.metadata),
             Self::Service(o) => ("Service", &o.metadata),

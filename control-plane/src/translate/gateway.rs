@@ -30,6 +30,9 @@ pub(super) struct GatewayModel {
     pub(super) bind_ip: Option<IpAddr>,
     /// IPs to report in `status.addresses`.
     pub(super) status_addresses: Vec<IpAddr>,
+    /// `spec.addresses` is empty: the fleet's addresses ([`super::Options::fleet_addresses`])
+    /// are reported.
+    pub(super) asks_for_no_address: bool,
     /// Gateway-level problem: (condition type, reason, message).
     pub(super) problem: Option<(&'static str, &'static str, String)>,
     pub(super) listeners: Vec<ListenerModel>,
@@ -166,6 +169,7 @@ fn analyze_one(key: &Key, gateway: &Gateway) -> GatewayModel {
         generation: gateway.metadata.generation.unwrap_or(0),
         bind_ip: Some(IpAddr::from([0, 0, 0, 0])),
         status_addresses: Vec::new(),
+        asks_for_no_address: gateway.spec.addresses.as_ref().is_none_or(Vec::is_empty),
         problem: None,
         listeners: Vec::new(),
     };
@@ -443,11 +447,18 @@ impl GatewayModel {
             .iter()
             .map(|l| listener_status(l, self.bind_ip.is_some(), generation, opts))
             .collect();
-        let addresses: Vec<serde_json::Value> = self
+        let mut addresses: Vec<serde_json::Value> = self
             .status_addresses
             .iter()
             .map(|ip| serde_json::json!({"type": "IPAddress", "value": ip.to_string()}))
             .collect();
+        if self.asks_for_no_address {
+            addresses.extend(
+                opts.fleet_addresses
+                    .iter()
+                    .map(|a| serde_json::json!({"type": a.r#type, "value": a.value})),
+            );
+        }
         let mut status = serde_json::json!({ "conditions": conditions, "listeners": listeners });
         if !addresses.is_empty() {
             status["addresses"] = serde_json::Value::Array(addresses);

@@ -6,7 +6,9 @@
 
 use crate::sources::objects::{Object, ObjectRef};
 use gateway_api::{
-    experimental::{httproutes::HttpRoute, tcproutes::TcpRoute, udproutes::UdpRoute},
+    experimental::{
+        httproutes::HttpRoute, tcproutes::TcpRoute, tlsroutes::TlsRoute, udproutes::UdpRoute,
+    },
     gatewayclasses::GatewayClass,
     gateways::Gateway,
     grpcroutes::GrpcRoute,
@@ -36,6 +38,8 @@ pub struct Inputs {
     pub tcp_routes: BTreeMap<Key, TcpRoute>,
     /// UDPRoutes.
     pub udp_routes: BTreeMap<Key, UdpRoute>,
+    /// TLSRoutes: held, not translated yet (TLS listeners are not supported).
+    pub tls_routes: BTreeMap<Key, TlsRoute>,
     /// ReferenceGrants.
     pub reference_grants: BTreeMap<Key, ReferenceGrant>,
     /// Services.
@@ -84,6 +88,9 @@ impl Inputs {
                 }
                 Object::UdpRoute(o) => {
                     inputs.udp_routes.insert(key, o);
+                }
+                Object::TlsRoute(o) => {
+                    inputs.tls_routes.insert(key, o);
                 }
                 Object::ReferenceGrant(o) => {
                     inputs.reference_grants.insert(key, o);

@@ -1,0 +1,143 @@
+//! The translation loop both modes share: every new source state is translated; the snapshot is
+//! published when its version changed, the statuses go to the admin `/status` board and — in
+//! Kubernetes mode — to the status writer, together with what the API server holds.
+//!
+//! `lastTransitionTime`s are carried from the previous translation, then from the statuses the
+//! API server holds (Kubernetes), so every replica computes the same times the leader wrote.
+
+use crate::{
+    admin::StatusBoard,
+    metrics::Metrics,
+    snapshot::Snapshot,
+    sources::SourceState,
+    status_writer::{self, Round},
+    translate::{self, Inputs, ObjectStatus, Options, status},
+};
+use serval_common::readiness::Latch;
+use std::{collections::BTreeSet, sync::Arc, time::Instant};
+use tokio::sync::{oneshot, watch};
+
+/// Where translations go.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The `controllerName` of GatewayClasses we own.
+    pub controller_name: String,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// `/status`.
+    pub board: StatusBoard,
+    /// Snapshots for the delta server.
+    pub snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Kubernetes mode only.
+    pub kubernetes: Option<KubernetesOutputs>,
+}
+
+/// What Kubernetes mode adds.
+#[derive(Debug)]
+pub struct KubernetesOutputs {
+    /// `NAMESPACE/NAME` of the proxy fleet's Service, whose addresses Gateways report.
+    pub proxy_service: Option<(String, String)>,
+    /// Rounds for the status writer.
+    pub rounds: watch::Sender<Arc<Round>>,
+}
+
+impl Pipeline {
+    /// Translates every new source state until the source is gone. After the first translation it
+    /// releases the readiness latch and signals `synced`.
+    pub async fn run(
+        self,
+        mut source: watch::Receiver<Arc<SourceState>>,
+        first_sync: (Latch, oneshot::Sender<()>),
+    ) {
+        let mut first_sync = Some(first_sync);
+        let mut reported = BTreeSet::new();
+        while source.changed().await.is_ok() {
+            let state = Arc::clone(&source.borrow_and_update());
+            self.metrics
+                .config_file_errors
+                .set(state.errors.len() as i64);
+            let started = Instant::now();
+            let inputs = Inputs::from_objects(state.objects.iter().cloned());
+            let options = Options {
+                controller_name: self.controller_name.clone(),
+                now: now_rfc3339(),
+                fleet_addresses: self.fleet_addresses(&inputs),
+            };
+            let output = translate::translate(&inputs, &options);
+            self.metrics.translations.inc();
+            self.metrics
+                .translate_seconds
+                .observe(started.elapsed().as_secs_f64());
+            // Log each diagnostic once, not on every reload.
+            let current: BTreeSet<String> = output.diagnostics.iter().cloned().collect();
+            for d in current.difference(&reported) {
+                tracing::warn!(diagnostic = %d, "translate");
+            }
+            reported = current;
+
+            let snapshot = Snapshot::new(output.resources);
+            self.metrics
+                .snapshot_resources
+                .set(snapshot.resources.len() as i64);
+            if snapshot.version != self.snapshots.borrow().version {
+                tracing::info!(version = %snapshot.version, resources = snapshot.resources.len(), "new snapshot");
+                self.metrics.snapshots.inc();
+                self.snapshots.send_replace(Arc::new(snapshot));
+            }
+            let mut statuses = output.statuses;
+            {
+                let mut board = self.board.lock();
+                status::carry_transition_times(&board, &mut statuses);
+                if let Some(k8s) = &self.kubernetes {
+                    let observed = status_writer::observe(&state.objects);
+                    status::carry_transition_times(&as_statuses(&observed), &mut statuses);
+                    let statuses = Arc::new(statuses.clone());
+                    k8s.rounds.send_replace(Arc::new(Round {
+                        desired: Arc::clone(&statuses),
+                        observed: Arc::new(observed),
+                    }));
+                }
+                *board = Arc::new(statuses);
+            }
+            if let Some((latch, synced)) = first_sync.take() {
+                latch.release();
+                let _ = synced.send(());
+            }
+        }
+    }
+
+    fn fleet_addresses(&self, inputs: &Inputs) -> Vec<translate::GatewayAddress> {
+        self.kubernetes
+            .as_ref()
+            .and_then(|k| k.proxy_service.clone())
+            .and_then(|key| inputs.services.get(&key))
+            .map(translate::fleet_addresses)
+            .unwrap_or_default()
+    }
+}
+
+/// Observed statuses in the shape [`status::carry_transition_times`] takes.
+fn as_statuses(
+    observed: &std::collections::BTreeMap<status_writer::StatusKey, status_writer::Observed>,
+) -> Vec<ObjectStatus> {
+    observed
+        .iter()
+        .filter(|(_, o)| !o.status.is_null())
+        .map(|(key, o)| ObjectStatus {
+            api_version: String::new(),
+            kind: key.kind.clone(),
+            metadata: status::StatusMetadata {
+                name: key.name.clone(),
+                namespace: (!key.namespace.is_empty()).then(|| key.namespace.clone()),
+                generation: 0,
+            },
+            status: o.status.clone(),
+        })
+        .collect()
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}

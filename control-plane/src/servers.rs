@@ -1,0 +1,98 @@
+//! The two servers every control-plane mode runs: the delta server (gRPC) and the admin server
+//! (HTTP `/healthz`, `/readyz`, `/metrics`, `/status`, `/debug/snapshot`).
+//!
+//! The delta server accepts connections from the start but serves them only after the first
+//! complete sync, so no proxy is ever told the empty configuration that precedes it: connections
+//! wait in the backlog meanwhile.
+
+use crate::{
+    admin::{self, StatusBoard},
+    metrics::Metrics,
+    snapshot::Snapshot,
+    xds::server::DeltaServer,
+};
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+use serval_common::{admin::Admin, readiness::Readiness, shutdown};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::oneshot, sync::watch, task::JoinHandle};
+
+/// What the servers need.
+#[derive(Debug)]
+pub struct Inputs {
+    /// Delta server address.
+    pub xds_addr: SocketAddr,
+    /// Admin address.
+    pub admin_addr: SocketAddr,
+    /// `/readyz`.
+    pub readiness: Readiness,
+    /// `/metrics`.
+    pub registry: Registry,
+    /// `/status`.
+    pub board: StatusBoard,
+    /// Snapshots to serve.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Fires after the first complete sync.
+    pub synced: oneshot::Receiver<()>,
+}
+
+/// The bound servers.
+#[derive(Debug)]
+pub struct Servers {
+    /// Where the delta server listens.
+    pub xds_local: SocketAddr,
+    /// Where the admin server listens.
+    pub admin_local: SocketAddr,
+    xds_task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Binds both servers and serves them until `shutdown`.
+pub async fn start(inputs: Inputs, shutdown: shutdown::Watch) -> anyhow::Result<Servers> {
+    let xds_listener = TcpListener::bind(inputs.xds_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--xds-addr {}: {e}", inputs.xds_addr))?;
+    let xds_local = xds_listener.local_addr()?;
+    tracing::info!(addr = %xds_local, "delta server listening");
+    let server = DeltaServer::new(
+        inputs.snapshots.clone(),
+        Arc::clone(&inputs.metrics),
+        shutdown.clone(),
+    );
+    let synced = inputs.synced;
+    let xds_task = tokio::spawn(async move {
+        if synced.await.is_err() {
+            return Ok(());
+        }
+        server.serve(xds_listener).await
+    });
+
+    let admin = Admin::new(
+        inputs.readiness,
+        Arc::new(Mutex::new(inputs.registry)),
+        admin::routes(inputs.board, inputs.snapshots),
+    );
+    let (admin_local, admin_task) = admin
+        .bind(inputs.admin_addr, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("--admin-addr {}: {e}", inputs.admin_addr))?;
+    tracing::info!(addr = %admin_local, "admin listening");
+    tokio::spawn(admin_task);
+    Ok(Servers {
+        xds_local,
+        admin_local,
+        xds_task,
+    })
+}
+
+impl Servers {
+    /// Waits (at most 5 s) for the delta server to finish after shutdown fired.
+    pub async fn stopped(self) {
+        match tokio::time::timeout(Duration::from_secs(5), self.xds_task).await {
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "delta server failed"),
+            Err(_) => tracing::warn!("delta server did not stop within 5s"),
+            _ => {}
+        }
+    }
+}
