@@ -10,9 +10,7 @@
 
 use crate::{metrics::Metrics, sources::kubernetes::kinds::LEASE};
 use k8s_openapi::{
-    api::coordination::v1::Lease,
-    apimachinery::pkg::apis::meta::v1::MicroTime,
-    jiff::Timestamp,
+    api::coordination::v1::Lease, apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp,
 };
 use kube::{
     Api, Client,
@@ -175,7 +173,11 @@ async fn try_acquire_or_renew(
         }
     });
     match api
-        .patch(&settings.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &settings.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(true),
@@ -189,7 +191,10 @@ async fn release(api: &Api<Lease>, settings: &Settings) -> Result<(), kube::Erro
     let Some(lease) = api.get_opt(&settings.name).await? else {
         return Ok(());
     };
-    let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref());
+    let holder = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref());
     if holder != Some(settings.identity.as_str()) {
         return Ok(());
     }
@@ -197,7 +202,11 @@ async fn release(api: &Api<Lease>, settings: &Settings) -> Result<(), kube::Erro
         "metadata": {"resourceVersion": lease.metadata.resource_version},
         "spec": {"holderIdentity": "", "leaseDurationSeconds": 1},
     });
-    api.patch(&settings.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
+    api.patch(
+        &settings.name,
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
 }

@@ -108,13 +108,19 @@ pub async fn run(
         let plan = plan(&round, &written, &settings.controller_name);
         metrics
             .status_writes
-            .get_or_create(&WriteLabels { result: "unchanged" })
+            .get_or_create(&WriteLabels {
+                result: "unchanged",
+            })
             .inc_by(plan.unchanged);
         if plan.writes.is_empty() {
             retry = None;
             continue;
         }
-        tracing::debug!(writes = plan.writes.len(), unchanged = plan.unchanged, "writing status");
+        tracing::debug!(
+            writes = plan.writes.len(),
+            unchanged = plan.unchanged,
+            "writing status"
+        );
         let results: Vec<(Write, Outcome)> = futures::stream::iter(plan.writes)
             .map(|write| {
                 let client = client.clone();

@@ -597,7 +597,7 @@ fn roles_are_bound_to_the_control_plane_only() {
         assert!(!proxy, "{origin}: the proxy needs no API access");
         assert_eq!(
             binding.subjects,
-            [control_plane.clone()],
+            std::slice::from_ref(&control_plane),
             "{origin}: control plane only"
         );
         bound.insert((kind, name));

@@ -244,6 +244,20 @@ impl HttpClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Reply, String> {
+        self.send(method, addr, host, path, headers, Bytes::new())
+            .await
+    }
+
+    /// Like [`HttpClient::request`], with a request body.
+    pub async fn send(
+        &self,
+        method: http::Method,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, String> {
         let mut builder = Request::builder()
             .method(method)
             .uri(format!("http://{addr}{path}"))
@@ -251,9 +265,7 @@ impl HttpClient {
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let req = builder
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
+        let req = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(Duration::from_secs(5), self.client.request(req))
             .await
             .map_err(|_| "timed out".to_owned())?

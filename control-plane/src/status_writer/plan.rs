@@ -41,7 +41,11 @@ impl Write {
 
 impl fmt::Display for Write {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at resourceVersion {}", self.key, self.resource_version)
+        write!(
+            f,
+            "{} at resourceVersion {}",
+            self.key, self.resource_version
+        )
     }
 }
 
@@ -78,7 +82,13 @@ pub fn plan(round: &Round, written: &BTreeMap<StatusKey, Written>, controller: &
         if ROUTE_KINDS.contains(&key.kind.as_str()) {
             status = with_parents(&observed.status, Some(&status), controller);
         }
-        consider(&mut plan, written, key, observed, normalize(&desired.kind, &status));
+        consider(
+            &mut plan,
+            written,
+            key,
+            observed,
+            normalize(&desired.kind, &status),
+        );
     }
     // Routes that still carry entries of ours but no longer reference a Gateway of ours.
     for (key, observed) in round.observed.iter() {
@@ -89,7 +99,13 @@ pub fn plan(round: &Round, written: &BTreeMap<StatusKey, Written>, controller: &
             continue;
         }
         let status = with_parents(&observed.status, None, controller);
-        consider(&mut plan, written, key.clone(), observed, normalize(&key.kind, &status));
+        consider(
+            &mut plan,
+            written,
+            key.clone(),
+            observed,
+            normalize(&key.kind, &status),
+        );
     }
     plan
 }

@@ -57,6 +57,9 @@ mod tests {
             limiter.acquire().await;
         }
         let waited = start.elapsed().as_secs_f64();
-        assert!((0.49..0.52).contains(&waited), "5 more at 10/s take 0.5 s, took {waited}");
+        assert!(
+            (0.49..0.52).contains(&waited),
+            "5 more at 10/s take 0.5 s, took {waited}"
+        );
     }
 }

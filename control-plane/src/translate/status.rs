@@ -144,17 +144,18 @@ pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// list entries by their key (`parentRef` with `controllerName` for route parents, `name` for
 /// listeners, else position), then conditions by `type`.
 pub fn carry_transition_times(previous: &[ObjectStatus], current: &mut [ObjectStatus]) {
-    let index: std::collections::BTreeMap<(&str, Option<&str>, &str), &serde_json::Value> = previous
-        .iter()
-        .map(|p| {
-            let key = (
-                p.kind.as_str(),
-                p.metadata.namespace.as_deref(),
-                p.metadata.name.as_str(),
-            );
-            (key, &p.status)
-        })
-        .collect();
+    let index: std::collections::BTreeMap<(&str, Option<&str>, &str), &serde_json::Value> =
+        previous
+            .iter()
+            .map(|p| {
+                let key = (
+                    p.kind.as_str(),
+                    p.metadata.namespace.as_deref(),
+                    p.metadata.name.as_str(),
+                );
+                (key, &p.status)
+            })
+            .collect();
     for object in current.iter_mut() {
         let key = (
             object.kind.as_str(),

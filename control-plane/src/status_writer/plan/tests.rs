@@ -68,7 +68,11 @@ fn unchanged_status_is_not_written() {
 #[test]
 fn changed_status_is_written_with_its_precondition() {
     let r = round(
-        vec![desired("HTTPRoute", "r", json!({"parents": [parent("gw", OURS, "True")]}))],
+        vec![desired(
+            "HTTPRoute",
+            "r",
+            json!({"parents": [parent("gw", OURS, "True")]}),
+        )],
         vec![(
             key("HTTPRoute", "r"),
             observed(json!({"parents": [parent("gw", OURS, "False")]}), "5"),
@@ -123,7 +127,10 @@ fn our_entries_are_removed_from_routes_that_left_our_gateways() {
         vec![
             (
                 key("HTTPRoute", "left"),
-                observed(json!({"parents": [theirs.clone(), parent("gw", OURS, "True")]}), "3"),
+                observed(
+                    json!({"parents": [theirs.clone(), parent("gw", OURS, "True")]}),
+                    "3",
+                ),
             ),
             (
                 key("HTTPRoute", "never-ours"),
