@@ -27,7 +27,8 @@ impl KindLabels {
 /// Labels of status-write metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
-    /// `succeeded`, `failed`, `conflict` or `unchanged` (skipped: the API server already has it).
+    /// `succeeded`, `failed`, `conflict` (retried from the newer object) or `skipped_unchanged`
+    /// (the API server already holds that status).
     pub result: &'static str,
 }
 

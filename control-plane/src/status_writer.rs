@@ -105,11 +105,12 @@ pub async fn run(
             continue;
         }
         let round = Arc::clone(&rounds.borrow_and_update());
+        written.retain(|key, _| round.observed.contains_key(key));
         let plan = plan(&round, &written, &settings.controller_name);
         metrics
             .status_writes
             .get_or_create(&WriteLabels {
-                result: "unchanged",
+                result: "skipped_unchanged",
             })
             .inc_by(plan.unchanged);
         if plan.writes.is_empty() {

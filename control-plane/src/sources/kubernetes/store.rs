@@ -54,7 +54,7 @@ impl Store {
                 state.objects = objects.into_iter().map(|o| (o.object_ref(), o)).collect();
             }
             Change::Applied(object) => {
-                state.objects.insert(object.object_ref(), object);
+                state.objects.insert(object.object_ref(), *object);
             }
             Change::Deleted(reference) => {
                 state.objects.remove(&reference);

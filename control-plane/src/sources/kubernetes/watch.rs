@@ -31,7 +31,7 @@ pub(super) enum Change {
     /// set for a CRD that is not installed).
     Listed(Vec<Object>),
     /// An object was created or changed.
-    Applied(Object),
+    Applied(Box<Object>),
     /// An object was deleted.
     Deleted(ObjectRef),
 }
@@ -138,7 +138,7 @@ pub(super) async fn run(
             }
             Ok(watcher::Event::InitDone) => Change::Listed(std::mem::take(&mut listing)),
             Ok(watcher::Event::Apply(object)) => match decode(kind, &types, object, &metrics) {
-                Some(object) => Change::Applied(object),
+                Some(object) => Change::Applied(Box::new(object)),
                 None => continue,
             },
             Ok(watcher::Event::Delete(object)) => {

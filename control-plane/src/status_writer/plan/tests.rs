@@ -101,7 +101,7 @@ fn other_controllers_entries_come_from_the_observed_object() {
         )],
         vec![(
             key("HTTPRoute", "r"),
-            observed(json!({"parents": [fresh_theirs.clone()]}), "7"),
+            observed(json!({"parents": [fresh_theirs]}), "7"),
         )],
     );
     let plan = plan(&r, &BTreeMap::new(), OURS);
@@ -128,13 +128,13 @@ fn our_entries_are_removed_from_routes_that_left_our_gateways() {
             (
                 key("HTTPRoute", "left"),
                 observed(
-                    json!({"parents": [theirs.clone(), parent("gw", OURS, "True")]}),
+                    json!({"parents": [theirs, parent("gw", OURS, "True")]}),
                     "3",
                 ),
             ),
             (
                 key("HTTPRoute", "never-ours"),
-                observed(json!({"parents": [theirs.clone()]}), "4"),
+                observed(json!({"parents": [theirs]}), "4"),
             ),
         ],
     );

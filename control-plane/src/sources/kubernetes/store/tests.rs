@@ -36,7 +36,7 @@ fn synced_only_after_every_kind_listed() {
     // An Applied event does not complete a listing.
     store.apply(Update {
         kind: kind("HTTPRoute"),
-        change: Change::Applied(route("a")),
+        change: Change::Applied(Box::new(route("a"))),
     });
     assert!(!store.synced());
     store.apply(Update {
@@ -60,11 +60,11 @@ fn apply_and_delete_follow_events() {
     list_all_but(&mut store, "");
     store.apply(Update {
         kind: kind("HTTPRoute"),
-        change: Change::Applied(route("a")),
+        change: Change::Applied(Box::new(route("a"))),
     });
     store.apply(Update {
         kind: kind("HTTPRoute"),
-        change: Change::Applied(route("b")),
+        change: Change::Applied(Box::new(route("b"))),
     });
     store.apply(Update {
         kind: kind("HTTPRoute"),
