@@ -154,7 +154,7 @@ pub enum ArgsError {
     ProxyService(String),
     /// The Lease timings cannot work.
     #[error(
-        "lease timings: need --lease-retry-period ({retry:?}) < --lease-renew-deadline ({renew:?}) < --lease-duration ({duration:?})"
+        "lease timings: need --lease-duration ({duration:?}) >= 1s and --lease-renew-deadline ({renew:?}) + 2 x --lease-retry-period ({retry:?}) <= --lease-duration"
     )]
     Lease {
         /// `--lease-duration`.
@@ -187,8 +187,12 @@ impl TryFrom<KubernetesArgs> for kubernetes::Config {
                 _ => Err(ArgsError::ProxyService(s)),
             })
             .transpose()?;
-        if !(args.lease_retry_period < args.lease_renew_deadline
-            && args.lease_renew_deadline < args.lease_duration)
+        // A leader notices a failed renewal at most two retry periods late (one attempt times
+        // out after a retry period, then it sleeps one), and must have stopped writing before the
+        // Lease can expire for the others.
+        if args.lease_duration < Duration::from_secs(1)
+            || args.lease_retry_period.is_zero()
+            || args.lease_renew_deadline + args.lease_retry_period * 2 > args.lease_duration
         {
             return Err(ArgsError::Lease {
                 duration: args.lease_duration,
@@ -272,5 +276,89 @@ impl TryFrom<StandaloneArgs> for standalone::Config {
             },
             controller_name: args.controller_name,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kubernetes(extra: &[&str]) -> Result<kubernetes::Config, String> {
+        let mut argv = vec!["serval-control-plane", "kubernetes"];
+        argv.extend_from_slice(extra);
+        let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match args.command {
+            Command::Kubernetes(a) => kubernetes::Config::try_from(a).map_err(|e| e.to_string()),
+            Command::Standalone(_) => Err("standalone".to_owned()),
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1h").is_err());
+    }
+
+    #[test]
+    fn kubernetes_needs_plaintext_acknowledged() {
+        let error = kubernetes(&[]).expect_err("no TLS yet");
+        assert!(error.contains("--xds-plaintext"), "{error}");
+        let config = kubernetes(&["--xds-plaintext", "--namespace", "ns", "--identity", "me"])
+            .expect("valid");
+        assert_eq!(config.lease.namespace, "ns");
+        assert_eq!(config.lease.identity, "me");
+        assert_eq!(config.lease.lease_duration, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn lease_timings_that_would_let_two_leaders_overlap_are_refused() {
+        let base = ["--xds-plaintext", "--namespace", "ns", "--identity", "me"];
+        let with = |extra: &[&str]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            kubernetes(&all)
+        };
+        assert!(with(&["--lease-duration", "15s", "--lease-renew-deadline", "14s"]).is_err());
+        assert!(
+            with(&[
+                "--lease-duration",
+                "900ms",
+                "--lease-renew-deadline",
+                "300ms",
+                "--lease-retry-period",
+                "100ms"
+            ])
+            .is_err()
+        );
+        assert!(with(&["--lease-retry-period", "0ms"]).is_err());
+        assert!(
+            with(&[
+                "--lease-duration",
+                "2s",
+                "--lease-renew-deadline",
+                "1500ms",
+                "--lease-retry-period",
+                "200ms"
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn proxy_service_is_namespace_slash_name() {
+        let base = ["--xds-plaintext", "--namespace", "ns", "--identity", "me"];
+        let mut bad = base.to_vec();
+        bad.extend_from_slice(&["--proxy-service", "serval-proxy"]);
+        assert!(kubernetes(&bad).is_err());
+        let mut good = base.to_vec();
+        good.extend_from_slice(&["--proxy-service", "serval-system/serval-proxy"]);
+        assert_eq!(
+            kubernetes(&good).expect("valid").proxy_service,
+            Some(("serval-system".to_owned(), "serval-proxy".to_owned()))
+        );
     }
 }

@@ -49,7 +49,8 @@ pub struct Config {
 
 /// Runs until `shutdown` fires.
 pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()> {
-    let client = source::client::build(config.kubeconfig.as_deref()).await?;
+    let client =
+        source::client::build(config.kubeconfig.as_deref(), &config.lease.identity).await?;
     let mut registry = telemetry::registry("control-plane");
     let metrics = Arc::new(Metrics::register(&mut registry));
     let (readiness, latch) = Readiness::new();
@@ -67,7 +68,7 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (rounds_tx, rounds_rx) = watch::channel(Arc::new(Round::default()));
     let board: StatusBoard = Arc::default();
-    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
+    let (synced_tx, synced_rx) = watch::channel(false);
     let pipeline = Pipeline {
         controller_name: config.controller_name.clone(),
         metrics: Arc::clone(&metrics),
@@ -80,14 +81,23 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
     };
     tokio::spawn(pipeline.run(source_rx, (latch, synced_tx)));
 
+    // Campaign only once synced: a replica that cannot list everything must not hold the Lease
+    // (it would write nothing while a healthy replica waits).
     let (leader_tx, leader_rx) = watch::channel(false);
-    let elector = tokio::spawn(leader::run(
-        client.clone(),
-        config.lease.clone(),
-        leader_tx,
-        Arc::clone(&metrics),
-        shutdown.clone(),
-    ));
+    let elector = {
+        let (client, lease, metrics, shutdown) = (
+            client.clone(),
+            config.lease.clone(),
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        );
+        let mut synced = synced_rx.clone();
+        tokio::spawn(async move {
+            if synced.wait_for(|s| *s).await.is_ok() {
+                leader::run(client, lease, leader_tx, metrics, shutdown).await;
+            }
+        })
+    };
     tokio::spawn(status_writer::run(
         client,
         config.status.clone(),

@@ -31,7 +31,8 @@ pub struct Settings {
     pub identity: String,
     /// How long a Lease holds without renewal.
     pub lease_duration: Duration,
-    /// A leader that has not renewed for this long steps down (shorter than `lease_duration`).
+    /// A leader that has not renewed for this long steps down; `renew_deadline + 2 ×
+    /// retry_period ≤ lease_duration`, so it has stopped before another replica may take over.
     pub renew_deadline: Duration,
     /// How often to try to acquire or renew.
     pub retry_period: Duration,
@@ -61,33 +62,47 @@ pub async fn run(
             settings.retry_period.max(Duration::from_millis(500)),
             try_acquire_or_renew(&api, &settings, &mut observed),
         );
-        let won = tokio::select! {
+        // Some(true): we hold the Lease; Some(false): someone else does (or won a race);
+        // None: the API server could not be asked.
+        let held = tokio::select! {
             _ = shutdown.fired() => break,
             result = attempt => match result {
-                Ok(Ok(won)) => won,
+                Ok(Ok(held)) => Some(held),
                 Ok(Err(error)) => {
                     tracing::debug!(%error, lease = %settings.name, "lease attempt failed");
-                    false
+                    None
                 }
-                Err(_) => false,
+                Err(_) => None,
             },
         };
         let now = Instant::now();
         let leading = *leader.borrow();
-        if won {
-            last_renewed = Some(now);
-            if !leading {
-                tracing::info!(identity = %settings.identity, lease = %settings.name, "became leader: writing status");
-                metrics.leader.set(1);
-                metrics.leader_acquisitions.inc();
-                leader.send_replace(true);
+        match held {
+            Some(true) => {
+                last_renewed = Some(now);
+                if !leading {
+                    tracing::info!(identity = %settings.identity, lease = %settings.name, "became leader: writing status");
+                    metrics.leader.set(1);
+                    metrics.leader_acquisitions.inc();
+                    leader.send_replace(true);
+                }
             }
-        } else if leading
-            && last_renewed.is_none_or(|t| now.duration_since(t) >= settings.renew_deadline)
-        {
-            tracing::warn!(identity = %settings.identity, "could not renew the lease: no longer leader");
-            metrics.leader.set(0);
-            leader.send_replace(false);
+            // Another replica holds the Lease: stop writing at once.
+            Some(false) if leading => {
+                tracing::warn!(identity = %settings.identity, "the lease is held by another replica: no longer leader");
+                metrics.leader.set(0);
+                leader.send_replace(false);
+            }
+            // Could not renew: stop before the Lease can expire and another replica take over.
+            None if leading
+                && last_renewed
+                    .is_none_or(|t| now.duration_since(t) >= settings.renew_deadline) =>
+            {
+                tracing::warn!(identity = %settings.identity, "could not renew the lease in time: no longer leader");
+                metrics.leader.set(0);
+                leader.send_replace(false);
+            }
+            _ => {}
         }
         tokio::select! {
             _ = shutdown.fired() => break,
@@ -114,7 +129,9 @@ async fn try_acquire_or_renew(
     observed: &mut Option<ObservedRecord>,
 ) -> Result<bool, kube::Error> {
     let now = MicroTime(Timestamp::now());
-    let duration_secs = i32::try_from(settings.lease_duration.as_secs()).unwrap_or(i32::MAX);
+    // Whole seconds, rounded up: the Lease must never claim less than this replica assumes.
+    let duration_secs =
+        i32::try_from(settings.lease_duration.as_millis().div_ceil(1000)).unwrap_or(i32::MAX);
     let Some(lease) = api.get_opt(&settings.name).await? else {
         let lease: Lease = serde_json::from_value(serde_json::json!({
             "apiVersion": "coordination.k8s.io/v1",

@@ -15,7 +15,7 @@ use crate::{
 };
 use serval_common::readiness::Latch;
 use std::{collections::BTreeSet, sync::Arc, time::Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 /// Where translations go.
 #[derive(Debug)]
@@ -43,11 +43,11 @@ pub struct KubernetesOutputs {
 
 impl Pipeline {
     /// Translates every new source state until the source is gone. After the first translation it
-    /// releases the readiness latch and signals `synced`.
+    /// releases the readiness latch and sets `synced` to true.
     pub async fn run(
         self,
         mut source: watch::Receiver<Arc<SourceState>>,
-        first_sync: (Latch, oneshot::Sender<()>),
+        first_sync: (Latch, watch::Sender<bool>),
     ) {
         let mut first_sync = Some(first_sync);
         let mut reported = BTreeSet::new();
@@ -89,7 +89,7 @@ impl Pipeline {
                 let mut board = self.board.lock();
                 status::carry_transition_times(&board, &mut statuses);
                 if let Some(k8s) = &self.kubernetes {
-                    let observed = status_writer::observe(&state.objects);
+                    let observed = status_writer::observe(&state);
                     status::carry_transition_times(&as_statuses(&observed), &mut statuses);
                     let statuses = Arc::new(statuses.clone());
                     k8s.rounds.send_replace(Arc::new(Round {
@@ -101,7 +101,7 @@ impl Pipeline {
             }
             if let Some((latch, synced)) = first_sync.take() {
                 latch.release();
-                let _ = synced.send(());
+                synced.send_replace(true);
             }
         }
     }

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use serval_common::{admin::Admin, readiness::Readiness, shutdown};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tokio::{net::TcpListener, sync::oneshot, sync::watch, task::JoinHandle};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 /// What the servers need.
 #[derive(Debug)]
@@ -34,8 +34,8 @@ pub struct Inputs {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Fires after the first complete sync.
-    pub synced: oneshot::Receiver<()>,
+    /// Turns true after the first complete sync.
+    pub synced: watch::Receiver<bool>,
 }
 
 /// The bound servers.
@@ -60,9 +60,9 @@ pub async fn start(inputs: Inputs, shutdown: shutdown::Watch) -> anyhow::Result<
         Arc::clone(&inputs.metrics),
         shutdown.clone(),
     );
-    let synced = inputs.synced;
+    let mut synced = inputs.synced;
     let xds_task = tokio::spawn(async move {
-        if synced.await.is_err() {
+        if synced.wait_for(|s| *s).await.is_err() {
             return Ok(());
         }
         server.serve(xds_listener).await

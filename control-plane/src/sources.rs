@@ -8,8 +8,8 @@ pub mod file;
 pub mod kubernetes;
 pub mod objects;
 
-use objects::Object;
-use std::time::Duration;
+use objects::{Object, ObjectRef};
+use std::{collections::BTreeMap, time::Duration};
 
 /// What a source currently holds.
 #[derive(Debug, Default)]
@@ -21,6 +21,20 @@ pub struct SourceState {
     pub errors: Vec<String>,
     /// Notes about skipped documents.
     pub skipped: Vec<String>,
+    /// Kubernetes only: the `resourceVersion` and raw `status` the API server holds, for every
+    /// object whose newest version decoded (an object whose newest version does not decode has
+    /// none, so no status is written over it).
+    pub observed: BTreeMap<ObjectRef, ObservedStatus>,
+}
+
+/// What the API server holds of one object: its `resourceVersion` and its `status` exactly as
+/// served (fields Serval's types do not know included); `null` when it has no status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedStatus {
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+    /// `status`, raw.
+    pub status: serde_json::Value,
 }
 
 /// Timing of reloads (file source) and of translations after changes (both sources).

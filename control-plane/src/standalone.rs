@@ -53,7 +53,7 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
 
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let board: StatusBoard = Arc::default();
-    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
+    let (synced_tx, synced_rx) = watch::channel(false);
     let pipeline = Pipeline {
         controller_name: config.controller_name.clone(),
         metrics: Arc::clone(&metrics),

@@ -122,24 +122,37 @@ pub async fn run(
             unchanged = plan.unchanged,
             "writing status"
         );
-        let results: Vec<(Write, Outcome)> = futures::stream::iter(plan.writes)
-            .map(|write| {
-                let client = client.clone();
-                let limiter = Arc::clone(&limiter);
-                let leader = leader.clone();
-                let timeout = settings.timeout;
-                async move {
-                    limiter.lock().await.acquire().await;
-                    if !*leader.borrow() {
-                        return (write, Outcome::NotLeader);
+        // In chunks: a newer round (or shutdown, or losing the Lease) ends the batch early, so a
+        // long batch never keeps writing statuses that are already outdated.
+        let chunk_size = settings.concurrency.max(1) * 4;
+        let mut results: Vec<(Write, Outcome)> = Vec::with_capacity(plan.writes.len());
+        let mut writes = plan.writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            let chunk: Vec<Write> = writes.by_ref().take(chunk_size).collect();
+            let done: Vec<(Write, Outcome)> = futures::stream::iter(chunk)
+                .map(|write| {
+                    let client = client.clone();
+                    let limiter = Arc::clone(&limiter);
+                    let leader = leader.clone();
+                    let timeout = settings.timeout;
+                    async move {
+                        limiter.lock().await.acquire().await;
+                        if !*leader.borrow() {
+                            return (write, Outcome::NotLeader);
+                        }
+                        let outcome = patch(&client, &write, timeout).await;
+                        (write, outcome)
                     }
-                    let outcome = patch(&client, &write, timeout).await;
-                    (write, outcome)
-                }
-            })
-            .buffer_unordered(settings.concurrency.max(1))
-            .collect()
-            .await;
+                })
+                .buffer_unordered(settings.concurrency.max(1))
+                .collect()
+                .await;
+            results.extend(done);
+            let superseded = rounds.has_changed().unwrap_or(true);
+            if superseded || !*leader.borrow() || shutdown.is_fired() {
+                break;
+            }
+        }
         let mut failed = false;
         for (write, outcome) in results {
             let result = match outcome {

@@ -171,3 +171,49 @@ pub fn fleet_addresses(service: &k8s_openapi::api::core::v1::Service) -> Vec<Gat
     }
     addresses
 }
+
+#[cfg(test)]
+mod fleet_address_tests {
+    use super::*;
+
+    fn service(json: serde_json::Value) -> k8s_openapi::api::core::v1::Service {
+        serde_json::from_value(json).expect("a Service")
+    }
+
+    #[test]
+    fn load_balancer_ingress_first_then_cluster_ips() {
+        let lb = service(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.9"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.1"}, {"hostname": "lb.example"}]}}
+        }));
+        assert_eq!(
+            fleet_addresses(&lb),
+            vec![
+                GatewayAddress {
+                    r#type: "IPAddress",
+                    value: "203.0.113.1".to_owned()
+                },
+                GatewayAddress {
+                    r#type: "Hostname",
+                    value: "lb.example".to_owned()
+                },
+            ]
+        );
+        let pending = service(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.9", "clusterIPs": ["10.0.0.9", "fd00::9"]}
+        }));
+        assert_eq!(
+            fleet_addresses(&pending)
+                .iter()
+                .map(|a| a.value.as_str())
+                .collect::<Vec<_>>(),
+            vec!["10.0.0.9", "fd00::9"]
+        );
+        let headless = service(serde_json::json!({
+            "metadata": {"name": "p"}, "spec": {"clusterIP": "None"}
+        }));
+        assert!(fleet_addresses(&headless).is_empty());
+    }
+}

@@ -299,6 +299,7 @@ class Emulator(kmock.KubernetesEmulator):
             self.request_log.append({
                 'method': raw.method, 'path': raw.path, 'query': dict(raw.query),
                 'contentType': raw.headers.get('Content-Type'), 'body': data,
+                'userAgent': raw.headers.get('User-Agent'),
             })
         is_watch = raw.method == 'GET' and raw.query.get('watch') in ('true', '1')
         if is_watch:

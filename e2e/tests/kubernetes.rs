@@ -235,6 +235,52 @@ async fn status_writes(em: &KubeEmulator) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Non-GET requests made by control-plane replica `identity` (its User-Agent names it).
+async fn writes_by(em: &KubeEmulator, identity: &str) -> Vec<Value> {
+    let agent = format!("({identity})");
+    em.requests()
+        .await
+        .expect("request log")
+        .into_iter()
+        .filter(|r| {
+            r["userAgent"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("serval-control-plane/") && a.ends_with(&agent))
+        })
+        .collect()
+}
+
+/// The RBAC grant a request needs: (group, resource[/subresource], verb).
+fn grant_of(request: &Value) -> (String, String, String) {
+    let path = request["path"].as_str().unwrap_or_default();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // /api/v1/... or /apis/GROUP/VERSION/...
+    let (group, rest) = match parts.first() {
+        Some(&"api") => ("", &parts[2..]),
+        _ => (
+            parts.get(1).copied().unwrap_or_default(),
+            &parts[3.min(parts.len())..],
+        ),
+    };
+    let rest: Vec<&str> = match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail.to_vec(),
+        other => other.to_vec(),
+    };
+    let resource = match rest.as_slice() {
+        [resource, _, sub] => format!("{resource}/{sub}"),
+        [resource, ..] => (*resource).to_owned(),
+        [] => String::new(),
+    };
+    let verb = match request["method"].as_str() {
+        Some("POST") => "create",
+        Some("PATCH") => "patch",
+        Some("PUT") => "update",
+        Some("DELETE") => "delete",
+        other => other.unwrap_or_default(),
+    };
+    (group.to_owned(), resource, verb.to_owned())
+}
+
 #[tokio::test]
 async fn objects_flow_to_the_proxy_and_status_is_written_once() {
     let world = World::start("k8s-flow").await;
@@ -295,6 +341,21 @@ async fn objects_flow_to_the_proxy_and_status_is_written_once() {
         Some(&theirs),
         "the other controller's entry is untouched and first"
     );
+    // The other controller now puts its entry last and adds a field Serval's types do not know.
+    let mut theirs = theirs;
+    theirs["futureField"] = json!("kept");
+    let ours = web
+        .pointer("/status/parents/1")
+        .cloned()
+        .expect("our entry");
+    em.patch_status(
+        "HTTPRoute",
+        Some("default"),
+        "web",
+        json!({"status": {"parents": [ours, theirs.clone()]}}),
+    )
+    .await
+    .expect("their rewrite");
     let class_ok = wait_until(WAIT, || async {
         em.get("GatewayClass", None, "serval")
             .await
@@ -327,6 +388,30 @@ async fn objects_flow_to_the_proxy_and_status_is_written_once() {
         world.wait_pod("a.example", "svc-b-pod-0").await,
         "changed route served"
     );
+    // Our entry follows the new generation in place; theirs stays as they wrote it, last.
+    let rewritten = wait_until(WAIT, || async {
+        let Ok(Some(web)) = em.get("HTTPRoute", Some("default"), "web").await else {
+            return false;
+        };
+        web.pointer("/status/parents/0/conditions/0/observedGeneration") == Some(&json!(2))
+    })
+    .await;
+    assert!(rewritten, "our entry rewritten for generation 2");
+    let web = em
+        .get("HTTPRoute", Some("default"), "web")
+        .await
+        .expect("get web")
+        .expect("web exists");
+    assert_eq!(
+        web.pointer("/status/parents/0/controllerName"),
+        Some(&json!(CONTROLLER))
+    );
+    assert_eq!(
+        web.pointer("/status/parents/1"),
+        Some(&theirs),
+        "their entry untouched: position and unknown field"
+    );
+    assert_eq!(web["status"]["parents"].as_array().map(Vec::len), Some(2));
     em.delete("HTTPRoute", Some("default"), "second")
         .await
         .expect("delete second");
@@ -537,6 +622,15 @@ async fn only_the_leader_writes_status_and_another_replica_takes_over() {
         0.0,
         "the follower wrote no status"
     );
+    let follower_status_writes: Vec<Value> = writes_by(&em, "cp-second")
+        .await
+        .into_iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/status")))
+        .collect();
+    assert!(
+        follower_status_writes.is_empty(),
+        "the follower sent no status write at all: {follower_status_writes:?}"
+    );
     assert!(
         first
             .metric("serval_status_writes_total", "succeeded")
@@ -548,6 +642,7 @@ async fn only_the_leader_writes_status_and_another_replica_takes_over() {
     // Kill the leader (no release): the other takes over within the lease duration and writes
     // what became stale meanwhile.
     first.process.kill();
+    let killed = std::time::Instant::now();
     em.create(route("after-failover", "after.example", "svc-a"))
         .await
         .expect("create after-failover");
@@ -557,6 +652,13 @@ async fn only_the_leader_writes_status_and_another_replica_takes_over() {
         })
         .await,
         "the second replica takes the Lease over"
+    );
+    // The Lease was renewed at most one retry period (200 ms) before the kill, so the takeover
+    // comes one lease duration (2 s) after that, plus the follower's retry period and slack.
+    let takeover = killed.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(4),
+        "takeover took {takeover:?}, lease duration 2 s"
     );
     assert!(
         wait_until(WAIT, || async {
@@ -572,6 +674,38 @@ async fn only_the_leader_writes_status_and_another_replica_takes_over() {
             .await
             >= 1.0
     );
+
+    // Every write either replica made is one the ClusterRole/Role grants (access::required(), which
+    // the manifests test checks against manifests/10-rbac.yaml).
+    let granted: std::collections::BTreeSet<(String, String, String)> =
+        serval_control_plane::access::required()
+            .into_iter()
+            .map(|g| (g.group, g.resource, g.verb))
+            .collect();
+    let mut made = std::collections::BTreeSet::new();
+    for identity in ["cp-first", "cp-second"] {
+        for request in writes_by(&em, identity).await {
+            made.insert(grant_of(&request));
+        }
+    }
+    for call in &made {
+        assert!(granted.contains(call), "{call:?} is made but not granted");
+    }
+    for expected in [
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "patch"),
+        ("gateway.networking.k8s.io", "httproutes/status", "patch"),
+    ] {
+        let expected = (
+            expected.0.to_owned(),
+            expected.1.to_owned(),
+            expected.2.to_owned(),
+        );
+        assert!(
+            made.contains(&expected),
+            "{expected:?} not seen in {made:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -583,10 +717,12 @@ async fn waits_for_an_unreachable_api_server_and_is_ready_only_after_the_first_s
     // It runs, retries, and is not ready.
     assert!(
         wait_until(WAIT, || async {
-            cp.metric("serval_kubernetes_watch_errors_total", "").await >= 2.0
+            cp.metric("serval_kubernetes_watch_errors_total", "\"GatewayClass\"")
+                .await
+                >= 3.0
         })
         .await,
-        "discovery retried against the unreachable API server"
+        "discovery of one kind retried (3 failures) against the unreachable API server"
     );
     assert!(!cp.ready().await, "not ready before the first sync");
 

@@ -1,7 +1,7 @@
-//! What the API server holds: each status-bearing object's `resourceVersion` and `status`, taken
-//! from the watched objects, and the normal form both sides are compared in.
+//! What the API server holds: each status-bearing object's `resourceVersion` and raw `status`, as
+//! the watcher saw them, and the normal form computed and observed statuses are compared in.
 
-use crate::sources::objects::Object;
+use crate::sources::{SourceState, kubernetes::kinds};
 use gateway_api::{
     experimental::{
         httproutes::HttpRouteStatus, tcproutes::TcpRouteStatus, udproutes::UdpRouteStatus,
@@ -35,49 +35,24 @@ impl fmt::Display for StatusKey {
     }
 }
 
-/// One object's status as the API server holds it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Observed {
-    /// `metadata.resourceVersion` (the precondition of the write).
-    pub resource_version: String,
-    /// `status`, in normal form ([`normalize`]); `null` when absent.
-    pub status: Value,
-}
+/// One object's status as the API server holds it (raw, as served).
+pub use crate::sources::ObservedStatus as Observed;
 
-/// The observed status of every status-bearing object in `objects`.
-pub fn observe(objects: &[Object]) -> BTreeMap<StatusKey, Observed> {
-    let mut observed = BTreeMap::new();
-    for object in objects {
-        let (meta, status) = match object {
-            Object::GatewayClass(o) => (&o.metadata, to_value(&o.status)),
-            Object::Gateway(o) => (&o.metadata, to_value(&o.status)),
-            Object::HttpRoute(o) => (&o.metadata, to_value(&o.status)),
-            Object::GrpcRoute(o) => (&o.metadata, to_value(&o.status)),
-            Object::TcpRoute(o) => (&o.metadata, to_value(&o.status)),
-            Object::UdpRoute(o) => (&o.metadata, to_value(&o.status)),
-            _ => continue,
-        };
-        let reference = object.object_ref();
-        observed.insert(
-            StatusKey {
-                kind: reference.kind.to_owned(),
-                namespace: reference.namespace,
-                name: reference.name,
-            },
-            Observed {
-                resource_version: meta.resource_version.clone().unwrap_or_default(),
-                status,
-            },
-        );
-    }
-    observed
-}
-
-fn to_value<T: Serialize>(status: &Option<T>) -> Value {
-    status
-        .as_ref()
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or(Value::Null)
+/// The observed status of every object whose status Serval writes.
+pub fn observe(state: &SourceState) -> BTreeMap<StatusKey, Observed> {
+    state
+        .observed
+        .iter()
+        .filter(|(r, _)| kinds::by_name(r.kind).is_some_and(|k| k.writes_status))
+        .map(|(r, o)| {
+            let key = StatusKey {
+                kind: r.kind.to_owned(),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            };
+            (key, o.clone())
+        })
+        .collect()
 }
 
 /// `status` as the API server would hand it back: passed through the kind's typed status, so a

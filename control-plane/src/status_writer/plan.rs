@@ -3,7 +3,7 @@
 
 use super::{
     Round, Written,
-    observed::{StatusKey, normalize},
+    observed::{Observed, StatusKey, normalize},
 };
 use crate::sources::kubernetes::kinds;
 use serde_json::{Map, Value};
@@ -76,36 +76,34 @@ pub fn plan(round: &Round, written: &BTreeMap<StatusKey, Written>, controller: &
         };
         desired_keys.insert(key.clone(), ());
         let Some(observed) = round.observed.get(&key) else {
-            continue; // not (or no longer) in the API server
+            continue; // not in the API server, or its newest version does not decode
         };
-        let mut status = desired.status.clone();
-        if ROUTE_KINDS.contains(&key.kind.as_str()) {
-            status = with_parents(&observed.status, Some(&status), controller);
-        }
-        consider(
-            &mut plan,
-            written,
-            key,
-            observed,
-            normalize(&desired.kind, &status),
-        );
+        let desired_status = normalize(&desired.kind, &desired.status);
+        let target = if ROUTE_KINDS.contains(&key.kind.as_str()) {
+            with_our_parents(
+                &key.kind,
+                &observed.status,
+                Some(&desired_status),
+                controller,
+            )
+        } else {
+            desired_status
+        };
+        consider(&mut plan, written, key, observed, target);
     }
     // Routes that still carry entries of ours but no longer reference a Gateway of ours.
     for (key, observed) in round.observed.iter() {
         if !ROUTE_KINDS.contains(&key.kind.as_str()) || desired_keys.contains_key(key) {
             continue;
         }
-        if ours(&observed.status, controller).is_empty() {
+        if !parents(&observed.status)
+            .iter()
+            .any(|e| controller_of(e) == Some(controller))
+        {
             continue;
         }
-        let status = with_parents(&observed.status, None, controller);
-        consider(
-            &mut plan,
-            written,
-            key.clone(),
-            observed,
-            normalize(&key.kind, &status),
-        );
+        let target = with_our_parents(&key.kind, &observed.status, None, controller);
+        consider(&mut plan, written, key.clone(), observed, target);
     }
     plan
 }
@@ -114,16 +112,16 @@ fn consider(
     plan: &mut Plan,
     written: &BTreeMap<StatusKey, Written>,
     key: StatusKey,
-    observed: &super::Observed,
-    status: Value,
+    observed: &Observed,
+    target: Value,
 ) {
-    if status == observed.status {
+    if normalize(&key.kind, &target) == normalize(&key.kind, &observed.status) {
         plan.unchanged += 1;
         return;
     }
     if written
         .get(&key)
-        .is_some_and(|w| w.based_on == observed.resource_version && w.status == status)
+        .is_some_and(|w| w.based_on == observed.resource_version && w.status == target)
     {
         plan.unchanged += 1; // written; the watch has not shown it yet
         return;
@@ -131,52 +129,60 @@ fn consider(
     plan.writes.push(Write {
         key,
         resource_version: observed.resource_version.clone(),
-        status,
+        status: target,
         previous: observed.status.clone(),
     });
 }
 
-/// `desired` (or an empty status) whose `parents` are the observed entries of other controllers,
-/// untouched and first, then the desired entries of ours.
-fn with_parents(observed: &Value, desired: Option<&Value>, controller: &str) -> Value {
-    let mut status: Map<String, Value> = desired
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mine: Vec<Value> = status
-        .get("parents")
-        .and_then(Value::as_array)
-        .map(|p| {
-            p.iter()
-                .filter(|e| controller_of(e) == Some(controller))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut parents: Vec<Value> = observed
-        .get("parents")
-        .and_then(Value::as_array)
-        .map(|p| {
-            p.iter()
-                .filter(|e| controller_of(e) != Some(controller))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    parents.extend(mine);
-    status.insert("parents".to_owned(), Value::Array(parents));
+/// The observed status with only our `parents[]` entries changed: entries of other controllers
+/// stay exactly as the API server holds them (fields Serval does not know included) and where
+/// they are; each entry of ours is replaced in place by the desired entry for the same
+/// `parentRef`, or dropped if there is none; desired entries not yet present are appended.
+fn with_our_parents(
+    kind: &str,
+    observed: &Value,
+    desired: Option<&Value>,
+    controller: &str,
+) -> Value {
+    let mut mine: Vec<Option<Value>> = desired
+        .map(parents)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| controller_of(e) == Some(controller))
+        .map(Some)
+        .collect();
+    let raw = parents(observed);
+    // parentRefs compared in normal form (defaults filled in the same way on both sides).
+    let normal = parents(&normalize(kind, observed));
+    let keys: Vec<Option<&Value>> = if normal.len() == raw.len() {
+        normal.iter().map(|e| e.get("parentRef")).collect()
+    } else {
+        raw.iter().map(|e| e.get("parentRef")).collect()
+    };
+    let mut out = Vec::with_capacity(raw.len() + mine.len());
+    for (entry, key) in raw.iter().zip(keys) {
+        if controller_of(entry) != Some(controller) {
+            out.push(entry.clone());
+            continue;
+        }
+        let slot = mine
+            .iter_mut()
+            .find(|m| m.as_ref().is_some_and(|m| m.get("parentRef") == key));
+        if let Some(replacement) = slot.and_then(Option::take) {
+            out.push(replacement);
+        }
+    }
+    out.extend(mine.into_iter().flatten());
+    let mut status: Map<String, Value> = observed.as_object().cloned().unwrap_or_default();
+    status.insert("parents".to_owned(), Value::Array(out));
     Value::Object(status)
 }
 
-fn ours<'a>(status: &'a Value, controller: &str) -> Vec<&'a Value> {
+fn parents(status: &Value) -> Vec<Value> {
     status
         .get("parents")
         .and_then(Value::as_array)
-        .map(|p| {
-            p.iter()
-                .filter(|e| controller_of(e) == Some(controller))
-                .collect()
-        })
+        .cloned()
         .unwrap_or_default()
 }
 

@@ -38,9 +38,11 @@ pub enum ClientError {
     Client(#[source] kube::Error),
 }
 
-/// Builds the client. No request is made: an unreachable API server is retried by the watchers.
-pub async fn build(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
-    let config = match kubeconfig {
+/// Builds the client; every request says `User-Agent: serval-control-plane/VERSION (IDENTITY)`, so
+/// audit logs tell replicas apart. No request is made: an unreachable API server is retried by
+/// the watchers.
+pub async fn build(kubeconfig: Option<&Path>, identity: &str) -> Result<Client, ClientError> {
+    let mut config = match kubeconfig {
         Some(path) => {
             let failed = |message: String| ClientError::Kubeconfig {
                 path: path.to_owned(),
@@ -61,6 +63,13 @@ pub async fn build(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
                 })?,
         },
     };
+    let agent = format!(
+        "serval-control-plane/{} ({identity})",
+        serval_common::BUILD_VERSION
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
     tracing::info!(cluster_url = %config.cluster_url, "Kubernetes API server");
     Client::try_from(config).map_err(ClientError::Client)
 }

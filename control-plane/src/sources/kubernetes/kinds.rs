@@ -116,3 +116,27 @@ pub const WATCH_VERBS: &[&str] = &["list", "watch"];
 
 /// Verb the status writer uses on `<plural>/status` (a JSON merge patch).
 pub const STATUS_VERB: &str = "patch";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_whose_status_is_written_have_one_version() {
+        // The status writer patches `versions[0]`; with several versions it would have to use
+        // the one discovery found.
+        for kind in WATCHED.iter().filter(|k| k.writes_status) {
+            assert_eq!(kind.versions.len(), 1, "{}", kind.kind);
+        }
+    }
+
+    #[test]
+    fn every_kind_appears_once() {
+        let mut names: Vec<&str> = WATCHED.iter().map(|k| k.kind).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), WATCHED.len());
+        assert_eq!(by_name("HTTPRoute").map(|k| k.plural), Some("httproutes"));
+        assert_eq!(by_name("Lease"), None, "the Lease is not watched");
+    }
+}

@@ -7,12 +7,12 @@
 
 use super::{
     kinds::{Kind, WATCHED},
-    watch::{Change, Update},
+    watch::{Change, Seen, Update},
 };
 use crate::{
     metrics::{KindLabels, Metrics},
     sources::{
-        SourceState, Timing,
+        ObservedStatus, SourceState, Timing,
         objects::{Object, ObjectRef},
     },
 };
@@ -25,7 +25,29 @@ use tokio::sync::{mpsc, watch};
 struct KindState {
     /// Completed at least one listing.
     listed: bool,
+    /// The last good (decoded) version of every object.
     objects: BTreeMap<ObjectRef, Object>,
+    /// What the API server holds, for objects whose newest version decoded.
+    observed: BTreeMap<ObjectRef, ObservedStatus>,
+}
+
+impl KindState {
+    /// Takes in one seen object. One whose newest version does not decode keeps its last good
+    /// version (if any) but loses its observed status, so no status is written over it.
+    fn see(&mut self, seen: Seen, previous: &mut BTreeMap<ObjectRef, Object>) {
+        match seen.decoded {
+            Some((object, observed)) => {
+                self.objects.insert(seen.reference.clone(), object);
+                self.observed.insert(seen.reference, observed);
+            }
+            None => {
+                if let Some(last_good) = previous.remove(&seen.reference) {
+                    self.objects.insert(seen.reference.clone(), last_good);
+                }
+                self.observed.remove(&seen.reference);
+            }
+        }
+    }
 }
 
 /// All kinds.
@@ -49,15 +71,27 @@ impl Store {
     pub(super) fn apply(&mut self, update: Update) {
         let state = self.kinds.entry(update.kind.kind).or_default();
         match update.change {
-            Change::Listed(objects) => {
+            Change::Listed(seen) => {
+                // The listing replaces the kind: objects not listed are gone.
                 state.listed = true;
-                state.objects = objects.into_iter().map(|o| (o.object_ref(), o)).collect();
+                let mut previous = std::mem::take(&mut state.objects);
+                state.observed.clear();
+                for one in seen {
+                    state.see(one, &mut previous);
+                }
             }
-            Change::Applied(object) => {
-                state.objects.insert(object.object_ref(), *object);
+            Change::Applied(seen) => {
+                let mut last_good: BTreeMap<ObjectRef, Object> = state
+                    .objects
+                    .remove(&seen.reference)
+                    .map(|o| (seen.reference.clone(), o))
+                    .into_iter()
+                    .collect();
+                state.see(*seen, &mut last_good);
             }
             Change::Deleted(reference) => {
                 state.objects.remove(&reference);
+                state.observed.remove(&reference);
             }
         }
     }
@@ -83,6 +117,11 @@ impl Store {
                 .kinds
                 .values()
                 .flat_map(|k| k.objects.values().cloned())
+                .collect(),
+            observed: self
+                .kinds
+                .values()
+                .flat_map(|k| k.observed.iter().map(|(r, o)| (r.clone(), o.clone())))
                 .collect(),
             ..SourceState::default()
         }

@@ -12,7 +12,10 @@
 use super::kinds::Kind;
 use crate::{
     metrics::{KindLabels, Metrics},
-    sources::objects::{self, Object, ObjectRef},
+    sources::{
+        ObservedStatus,
+        objects::{self, Object, ObjectRef},
+    },
 };
 use futures::StreamExt;
 use kube::{
@@ -24,14 +27,24 @@ use serval_common::shutdown;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::mpsc;
 
+/// One object as the watcher saw it.
+#[derive(Debug)]
+pub(super) struct Seen {
+    /// Which object.
+    pub(super) reference: ObjectRef,
+    /// Its newest version decoded; `None` when it does not decode (the store keeps the last good
+    /// version, if it has one).
+    pub(super) decoded: Option<(Object, ObservedStatus)>,
+}
+
 /// What a watcher reports to the store.
 #[derive(Debug)]
 pub(super) enum Change {
     /// The kind's complete current set (first listing, a re-list after a lost watch, or an empty
     /// set for a CRD that is not installed).
-    Listed(Vec<Object>),
+    Listed(Vec<Seen>),
     /// An object was created or changed.
-    Applied(Box<Object>),
+    Applied(Box<Seen>),
     /// An object was deleted.
     Deleted(ObjectRef),
 }
@@ -60,6 +73,7 @@ pub(super) async fn run(
     mut shutdown: shutdown::Watch,
 ) {
     let labels = KindLabels::of(kind.kind);
+    let mut reported_missing = false;
     let version = loop {
         let found = tokio::select! {
             _ = shutdown.fired() => return,
@@ -68,23 +82,27 @@ pub(super) async fn run(
         if let Some(version) = found {
             break version;
         }
-        tracing::warn!(
-            kind = kind.kind,
-            group = kind.group,
-            versions = ?kind.versions,
-            "the API server does not serve this kind (CRD not installed?); skipped, looked for again every {}s",
-            CRD_RECHECK.as_secs()
-        );
-        metrics
-            .kubernetes_kind_missing
-            .get_or_create(&labels)
-            .set(1);
-        let listed = Update {
-            kind,
-            change: Change::Listed(Vec::new()),
-        };
-        if updates.send(listed).await.is_err() {
-            return;
+        if !reported_missing {
+            reported_missing = true;
+            tracing::warn!(
+                kind = kind.kind,
+                group = kind.group,
+                versions = ?kind.versions,
+                "the API server does not serve this kind (CRD not installed?); skipped, looked for again every {}s",
+                CRD_RECHECK.as_secs()
+            );
+            metrics
+                .kubernetes_kind_missing
+                .get_or_create(&labels)
+                .set(1);
+            // Listed once as empty, so the first sync does not wait for it.
+            let listed = Update {
+                kind,
+                change: Change::Listed(Vec::new()),
+            };
+            if updates.send(listed).await.is_err() {
+                return;
+            }
         }
         tokio::select! {
             _ = shutdown.fired() => return,
@@ -103,7 +121,20 @@ pub(super) async fn run(
         plural: kind.plural.to_owned(),
     };
     tracing::info!(kind = kind.kind, api_version = %resource.api_version, "watching");
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    watch_served(client, kind, &resource, updates, &metrics, shutdown).await;
+}
+
+/// Watches `kind` at the version the API server serves.
+async fn watch_served(
+    client: Client,
+    kind: &'static Kind,
+    resource: &ApiResource,
+    updates: mpsc::Sender<Update>,
+    metrics: &Metrics,
+    mut shutdown: shutdown::Watch,
+) {
+    let labels = KindLabels::of(kind.kind);
+    let api: Api<DynamicObject> = Api::all_with(client, resource);
     let mut config = watcher::Config::default();
     if let Some(selector) = kind.field_selector {
         config = config.fields(selector);
@@ -113,7 +144,7 @@ pub(super) async fn run(
         kind: resource.kind.clone(),
     };
     let mut stream = watcher(api, config).default_backoff().boxed();
-    let mut listing: Vec<Object> = Vec::new();
+    let mut listing: Vec<Seen> = Vec::new();
     loop {
         let event = tokio::select! {
             _ = shutdown.fired() => return,
@@ -131,14 +162,14 @@ pub(super) async fn run(
                 continue;
             }
             Ok(watcher::Event::InitApply(object)) => {
-                if let Some(object) = decode(kind, &types, object, &metrics) {
-                    listing.push(object);
+                if let Some(seen) = decode(kind, &types, object, metrics) {
+                    listing.push(seen);
                 }
                 continue;
             }
             Ok(watcher::Event::InitDone) => Change::Listed(std::mem::take(&mut listing)),
-            Ok(watcher::Event::Apply(object)) => match decode(kind, &types, object, &metrics) {
-                Some(object) => Change::Applied(Box::new(object)),
+            Ok(watcher::Event::Apply(object)) => match decode(kind, &types, object, metrics) {
+                Some(seen) => Change::Applied(Box::new(seen)),
                 None => continue,
             },
             Ok(watcher::Event::Delete(object)) => {
@@ -201,14 +232,14 @@ fn api_version(group: &str, version: &str) -> String {
     }
 }
 
-/// Decodes one object into its typed form; `None` (logged and counted) when it does not decode or
-/// does not pass the kind's field selector.
+/// Decodes one object into its typed form. `None` when it does not pass the kind's field
+/// selector; a [`Seen`] without a decoded object (logged and counted) when it does not decode.
 fn decode(
     kind: &Kind,
     types: &TypeMeta,
     mut object: DynamicObject,
     metrics: &Metrics,
-) -> Option<Object> {
+) -> Option<Seen> {
     let labels = KindLabels::of(kind.kind);
     metrics.kubernetes_events.get_or_create(&labels).inc();
     object.metadata.managed_fields = None;
@@ -217,30 +248,44 @@ fn decode(
     }
     object.types = Some(types.clone());
     let reference = object_ref(kind, &object);
-    if kind.field_selector.is_some() && !passes_selector(kind, &object) {
+    if !passes_selector(kind, &object) {
         return None;
     }
-    let value = match serde_json::to_value(&object) {
-        Ok(value) => value,
-        Err(error) => {
-            metrics
-                .kubernetes_decode_errors
-                .get_or_create(&labels)
-                .inc();
-            tracing::warn!(object = %reference, %error, "object not decoded; skipped");
-            return None;
-        }
+    let observed = ObservedStatus {
+        resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
+        status: object
+            .data
+            .get("status")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
     };
-    match objects::parse_values("kubernetes", vec![value]) {
-        Ok(parsed) => parsed.objects.into_iter().next(),
+    let decoded = serde_json::to_value(&object)
+        .map_err(|e| e.to_string())
+        .and_then(|value| {
+            objects::parse_values("kubernetes", vec![value]).map_err(|e| e.to_string())
+        })
+        .map(|parsed| parsed.objects.into_iter().next());
+    match decoded {
+        Ok(Some(decoded)) => Some(Seen {
+            reference,
+            decoded: Some((decoded, observed)),
+        }),
+        Ok(None) => None,
         Err(error) => {
             metrics
                 .kubernetes_decode_errors
                 .get_or_create(&labels)
                 .inc();
-            let resource_version = object.metadata.resource_version.unwrap_or_default();
-            tracing::warn!(object = %reference, resource_version, %error, "object does not decode; skipped (its last good version, if any, is kept)");
-            None
+            tracing::warn!(
+                object = %reference,
+                resource_version = observed.resource_version,
+                %error,
+                "object does not decode; skipped (this replica keeps its last good version, if it has one)"
+            );
+            Some(Seen {
+                reference,
+                decoded: None,
+            })
         }
     }
 }

@@ -204,3 +204,54 @@ fn kinds_without_written_status_are_ignored() {
     );
     assert!(plan(&r, &BTreeMap::new(), OURS).writes.is_empty());
 }
+
+#[test]
+fn foreign_entries_keep_their_position_and_unknown_fields() {
+    // The API server holds [ours (stale), theirs with a field Serval's types do not know].
+    let mut theirs = parent("their-gw", THEIRS, "True");
+    theirs["futureField"] = json!("kept");
+    let raw = Observed {
+        resource_version: "3".to_owned(),
+        status: json!({"parents": [parent("gw", OURS, "False"), theirs.clone()]}),
+    };
+    let r = round(
+        vec![desired(
+            "HTTPRoute",
+            "r",
+            json!({"parents": [parent("gw", OURS, "True")]}),
+        )],
+        vec![(key("HTTPRoute", "r"), raw)],
+    );
+    let plan = plan(&r, &BTreeMap::new(), OURS);
+    assert_eq!(plan.writes.len(), 1);
+    let parents = plan.writes[0].status["parents"]
+        .as_array()
+        .expect("parents")
+        .clone();
+    assert_eq!(parents[0]["controllerName"], OURS, "ours replaced in place");
+    assert_eq!(parents[0]["conditions"][0]["status"], "True");
+    assert_eq!(
+        parents[1], theirs,
+        "theirs untouched, unknown field included"
+    );
+}
+
+#[test]
+fn an_order_chosen_by_someone_else_is_not_a_change() {
+    let ours = parent("gw", OURS, "True");
+    let theirs = parent("their-gw", THEIRS, "True");
+    let r = round(
+        vec![desired(
+            "HTTPRoute",
+            "r",
+            json!({"parents": [theirs, ours]}),
+        )],
+        vec![(
+            key("HTTPRoute", "r"),
+            observed(json!({"parents": [ours, theirs]}), "8"),
+        )],
+    );
+    let plan = plan(&r, &BTreeMap::new(), OURS);
+    assert!(plan.writes.is_empty(), "{:?}", plan.writes);
+    assert_eq!(plan.unchanged, 1);
+}

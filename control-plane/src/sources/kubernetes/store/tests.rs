@@ -1,6 +1,35 @@
 use super::*;
 use crate::sources::{kubernetes::kinds, objects::parse_values};
 
+fn seen(name: &str) -> Seen {
+    Seen {
+        reference: route(name).object_ref(),
+        decoded: Some((
+            route(name),
+            ObservedStatus {
+                resource_version: "1".to_owned(),
+                status: serde_json::Value::Null,
+            },
+        )),
+    }
+}
+
+fn undecodable(name: &str) -> Seen {
+    Seen {
+        reference: route(name).object_ref(),
+        decoded: None,
+    }
+}
+
+fn names(store: &Store) -> Vec<String> {
+    store
+        .state()
+        .objects
+        .iter()
+        .map(|o| o.object_ref().name)
+        .collect()
+}
+
 fn route(name: &str) -> Object {
     let doc = serde_json::json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
@@ -36,12 +65,12 @@ fn synced_only_after_every_kind_listed() {
     // An Applied event does not complete a listing.
     store.apply(Update {
         kind: kind("HTTPRoute"),
-        change: Change::Applied(Box::new(route("a"))),
+        change: Change::Applied(Box::new(seen("a"))),
     });
     assert!(!store.synced());
     store.apply(Update {
         kind: kind("HTTPRoute"),
-        change: Change::Listed(vec![route("b")]),
+        change: Change::Listed(vec![seen("b")]),
     });
     assert!(store.synced());
     // The listing replaces what the kind held: "a" was not listed, so it is gone.
@@ -60,11 +89,11 @@ fn apply_and_delete_follow_events() {
     list_all_but(&mut store, "");
     store.apply(Update {
         kind: kind("HTTPRoute"),
-        change: Change::Applied(Box::new(route("a"))),
+        change: Change::Applied(Box::new(seen("a"))),
     });
     store.apply(Update {
         kind: kind("HTTPRoute"),
-        change: Change::Applied(Box::new(route("b"))),
+        change: Change::Applied(Box::new(seen("b"))),
     });
     store.apply(Update {
         kind: kind("HTTPRoute"),
@@ -77,4 +106,36 @@ fn apply_and_delete_follow_events() {
         .map(|o| o.object_ref().name)
         .collect();
     assert_eq!(names, vec!["b"]);
+}
+
+#[test]
+fn an_undecodable_version_keeps_the_last_good_one_without_observed_status() {
+    let mut store = Store::new();
+    list_all_but(&mut store, "");
+    store.apply(Update {
+        kind: kind("HTTPRoute"),
+        change: Change::Applied(Box::new(seen("a"))),
+    });
+    assert_eq!(store.state().observed.len(), 1);
+    store.apply(Update {
+        kind: kind("HTTPRoute"),
+        change: Change::Applied(Box::new(undecodable("a"))),
+    });
+    assert_eq!(names(&store), vec!["a"], "last good version kept");
+    assert!(
+        store.state().observed.is_empty(),
+        "no status written over it"
+    );
+    // A re-list (lost watch) keeps it too; a never-decoded object stays absent.
+    store.apply(Update {
+        kind: kind("HTTPRoute"),
+        change: Change::Listed(vec![undecodable("a"), undecodable("never")]),
+    });
+    assert_eq!(names(&store), vec!["a"]);
+    // Deleted: gone.
+    store.apply(Update {
+        kind: kind("HTTPRoute"),
+        change: Change::Deleted(route("a").object_ref()),
+    });
+    assert!(names(&store).is_empty());
 }
