@@ -5,4 +5,5 @@
 pub mod echo;
 pub mod harness;
 pub mod kube_emulator;
+pub mod kube_world;
 pub mod load;
