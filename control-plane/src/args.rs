@@ -78,10 +78,10 @@ pub struct KubernetesArgs {
     #[arg(long, default_value = "1000")]
     pub max_delay_ms: u64,
     /// Sustained status writes per second.
-    #[arg(long, default_value = "20")]
+    #[arg(long, default_value = "50")]
     pub status_qps: f64,
     /// Status writes allowed in a burst.
-    #[arg(long, default_value = "50")]
+    #[arg(long, default_value = "100")]
     pub status_burst: u32,
     /// Status writes in flight at once.
     #[arg(long, default_value = "4")]

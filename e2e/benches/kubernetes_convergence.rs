@@ -103,6 +103,12 @@ async fn main() {
         at(0.99).as_secs_f64() * 1e3,
         samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    let translations = cp.metric("serval_translations_total", "").await;
+    let translate_seconds = cp.metric("serval_translate_duration_seconds_sum", "").await;
+    println!(
+        "translations {translations:.0}, mean translate {:.1} ms",
+        translate_seconds / translations * 1e3
+    );
     if let Some(pid) = cp.process.id() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS:")) {
