@@ -47,6 +47,8 @@ pub struct Metrics {
     pub translations: Counter,
     /// Time one translation took.
     pub translate_seconds: Histogram,
+    /// Source changes that were only statuses (Kubernetes), so no translation was needed.
+    pub translations_skipped: Counter,
     /// Snapshots published (a translation whose result changed).
     pub snapshots: Counter,
     /// Resources in the latest snapshot.
@@ -85,6 +87,7 @@ impl Metrics {
             translate_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
+            translations_skipped: Counter::default(),
             snapshots: Counter::default(),
             snapshot_resources: Gauge::default(),
             config_file_errors: Gauge::default(),
@@ -113,6 +116,11 @@ impl Metrics {
             "translate_duration_seconds",
             "Time one translation took",
             m.translate_seconds.clone(),
+        );
+        registry.register(
+            "translations_skipped",
+            "Source changes that were only statuses, so no translation was needed",
+            m.translations_skipped.clone(),
         );
         registry.register("snapshots", "Snapshots published", m.snapshots.clone());
         registry.register(

@@ -53,6 +53,19 @@ impl Pipeline {
         let mut reported = BTreeSet::new();
         while source.changed().await.is_ok() {
             let state = Arc::clone(&source.borrow_and_update());
+            if state.status_only
+                && let Some(k8s) = &self.kubernetes
+            {
+                // Only statuses changed (mostly the echo of our own writes): the configuration is
+                // the same, so the writer just gets what the API server now holds.
+                let desired = Arc::clone(&k8s.rounds.borrow().desired);
+                k8s.rounds.send_replace(Arc::new(Round {
+                    desired,
+                    observed: Arc::new(status_writer::observe(&state)),
+                }));
+                self.metrics.translations_skipped.inc();
+                continue;
+            }
             self.metrics
                 .config_file_errors
                 .set(state.errors.len() as i64);

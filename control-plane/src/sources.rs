@@ -25,6 +25,10 @@ pub struct SourceState {
     /// object whose newest version decoded (an object whose newest version does not decode has
     /// none, so no status is written over it).
     pub observed: BTreeMap<ObjectRef, ObservedStatus>,
+    /// Kubernetes only: since the previous state, nothing but the status (and resourceVersion)
+    /// of GatewayClasses, Gateways and routes changed — typically the echo of Serval's own status
+    /// writes — so the configuration cannot have changed and translation may be skipped.
+    pub status_only: bool,
 }
 
 /// What the API server holds of one object: its `resourceVersion` and its `status` exactly as

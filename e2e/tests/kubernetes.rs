@@ -235,6 +235,11 @@ async fn objects_flow_to_the_proxy_and_status_is_written_once() {
     })
     .await;
     assert!(settled, "status writes settle");
+    // The watch events of our own writes changed only statuses: no translation for them.
+    assert!(
+        cp.metric("serval_translations_skipped_total", "").await >= 1.0,
+        "status-only changes skip translation"
+    );
     let writes_before = status_writes(&em).await;
     let unchanged_before = cp
         .metric("serval_status_writes_total", "skipped_unchanged")

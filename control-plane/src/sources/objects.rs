@@ -189,6 +189,35 @@ fn decode<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T, String> {
 }
 
 impl Object {
+    /// True when `other` differs from `self` at most in `status` and `metadata.resourceVersion`,
+    /// for kinds whose status does not feed translation (GatewayClass, Gateway, routes). A
+    /// Service's status (load-balancer ingress) does, so for other kinds any difference counts.
+    pub fn same_but_status(&self, other: &Object) -> bool {
+        fn strip(object: &Object) -> Option<serde_json::Value> {
+            let mut value = match object {
+                Object::GatewayClass(o) => serde_json::to_value(o),
+                Object::Gateway(o) => serde_json::to_value(o),
+                Object::HttpRoute(o) => serde_json::to_value(o),
+                Object::GrpcRoute(o) => serde_json::to_value(o),
+                Object::TcpRoute(o) => serde_json::to_value(o),
+                Object::UdpRoute(o) => serde_json::to_value(o),
+                Object::TlsRoute(o) => serde_json::to_value(o),
+                _ => return None,
+            }
+            .ok()?;
+            let map = value.as_object_mut()?;
+            map.remove("status");
+            if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                meta.remove("resourceVersion");
+            }
+            Some(value)
+        }
+        match (strip(self), strip(other)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// Kind, namespace and name. Namespaced objects without a namespace are in `default`.
     pub fn object_ref(&self) -> ObjectRef {
         let (kind, meta) = match self {

@@ -33,18 +33,25 @@ struct KindState {
 
 impl KindState {
     /// Takes in one seen object. One whose newest version does not decode keeps its last good
-    /// version (if any) but loses its observed status, so no status is written over it.
-    fn see(&mut self, seen: Seen, previous: &mut BTreeMap<ObjectRef, Object>) {
+    /// version (if any) but loses its observed status, so no status is written over it. Returns
+    /// whether only its status changed.
+    fn see(&mut self, seen: Seen, previous: &mut BTreeMap<ObjectRef, Object>) -> bool {
         match seen.decoded {
             Some((object, observed)) => {
+                let status_only = previous
+                    .get(&seen.reference)
+                    .is_some_and(|old| old.same_but_status(&object));
                 self.objects.insert(seen.reference.clone(), object);
                 self.observed.insert(seen.reference, observed);
+                status_only
             }
             None => {
                 if let Some(last_good) = previous.remove(&seen.reference) {
                     self.objects.insert(seen.reference.clone(), last_good);
                 }
                 self.observed.remove(&seen.reference);
+                // The configuration is unchanged, but what status may be written over changed.
+                true
             }
         }
     }
@@ -54,6 +61,8 @@ impl KindState {
 #[derive(Debug)]
 pub(super) struct Store {
     kinds: BTreeMap<&'static str, KindState>,
+    /// Since the last [`Store::state`], only statuses changed.
+    status_only: bool,
 }
 
 impl Store {
@@ -64,13 +73,14 @@ impl Store {
                 .iter()
                 .map(|k| (k.kind, KindState::default()))
                 .collect(),
+            status_only: false,
         }
     }
 
     /// Applies one update.
     pub(super) fn apply(&mut self, update: Update) {
         let state = self.kinds.entry(update.kind.kind).or_default();
-        match update.change {
+        let status_only = match update.change {
             Change::Listed(seen) => {
                 // The listing replaces the kind: objects not listed are gone.
                 state.listed = true;
@@ -79,6 +89,7 @@ impl Store {
                 for one in seen {
                     state.see(one, &mut previous);
                 }
+                false
             }
             Change::Applied(seen) => {
                 let mut last_good: BTreeMap<ObjectRef, Object> = state
@@ -87,13 +98,15 @@ impl Store {
                     .map(|o| (seen.reference.clone(), o))
                     .into_iter()
                     .collect();
-                state.see(*seen, &mut last_good);
+                state.see(*seen, &mut last_good)
             }
             Change::Deleted(reference) => {
                 state.objects.remove(&reference);
                 state.observed.remove(&reference);
+                false
             }
-        }
+        };
+        self.status_only &= status_only;
     }
 
     /// Every kind has completed its first listing.
@@ -110,9 +123,11 @@ impl Store {
             .collect()
     }
 
-    /// Every object, by kind, namespace and name.
-    pub(super) fn state(&self) -> SourceState {
+    /// Every object, by kind, namespace and name; starts a new "only statuses changed" period.
+    pub(super) fn state(&mut self) -> SourceState {
+        let status_only = std::mem::replace(&mut self.status_only, true);
         SourceState {
+            status_only,
             objects: self
                 .kinds
                 .values()

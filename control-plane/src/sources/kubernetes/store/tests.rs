@@ -21,7 +21,7 @@ fn undecodable(name: &str) -> Seen {
     }
 }
 
-fn names(store: &Store) -> Vec<String> {
+fn names(store: &mut Store) -> Vec<String> {
     store
         .state()
         .objects
@@ -121,7 +121,7 @@ fn an_undecodable_version_keeps_the_last_good_one_without_observed_status() {
         kind: kind("HTTPRoute"),
         change: Change::Applied(Box::new(undecodable("a"))),
     });
-    assert_eq!(names(&store), vec!["a"], "last good version kept");
+    assert_eq!(names(&mut store), vec!["a"], "last good version kept");
     assert!(
         store.state().observed.is_empty(),
         "no status written over it"
@@ -131,11 +131,64 @@ fn an_undecodable_version_keeps_the_last_good_one_without_observed_status() {
         kind: kind("HTTPRoute"),
         change: Change::Listed(vec![undecodable("a"), undecodable("never")]),
     });
-    assert_eq!(names(&store), vec!["a"]);
+    assert_eq!(names(&mut store), vec!["a"]);
     // Deleted: gone.
     store.apply(Update {
         kind: kind("HTTPRoute"),
         change: Change::Deleted(route("a").object_ref()),
     });
-    assert!(names(&store).is_empty());
+    assert!(names(&mut store).is_empty());
+}
+
+fn route_with(name: &str, hostname: &str, status: serde_json::Value) -> Seen {
+    let doc = serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": hostname.len().to_string()},
+        "spec": {"hostnames": [hostname]},
+        "status": status,
+    });
+    let object = parse_values("test", vec![doc])
+        .expect("decodes")
+        .objects
+        .remove(0);
+    Seen {
+        reference: object.object_ref(),
+        decoded: Some((
+            object,
+            ObservedStatus {
+                resource_version: "1".to_owned(),
+                status: serde_json::Value::Null,
+            },
+        )),
+    }
+}
+
+#[test]
+fn status_only_changes_are_flagged() {
+    let mut store = Store::new();
+    list_all_but(&mut store, "");
+    assert!(!store.state().status_only, "a listing is not status-only");
+    let applied = |seen: Seen| Update {
+        kind: kind("HTTPRoute"),
+        change: Change::Applied(Box::new(seen)),
+    };
+    store.apply(applied(route_with(
+        "a",
+        "a.example",
+        serde_json::json!({"parents": []}),
+    )));
+    assert!(
+        !store.state().status_only,
+        "a new object is not status-only"
+    );
+    let status = serde_json::json!({"parents": [{"controllerName": "x", "parentRef": {"name": "gw"}, "conditions": []}]});
+    store.apply(applied(route_with("a", "a.example", status)));
+    assert!(store.state().status_only, "only the status changed");
+    store.apply(applied(route_with(
+        "a",
+        "b.example.org",
+        serde_json::json!({"parents": []}),
+    )));
+    assert!(!store.state().status_only, "the spec changed");
 }
