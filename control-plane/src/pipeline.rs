@@ -66,57 +66,65 @@ impl Pipeline {
                 self.metrics.translations_skipped.inc();
                 continue;
             }
-            self.metrics
-                .config_file_errors
-                .set(state.errors.len() as i64);
-            let started = Instant::now();
-            let inputs = Inputs::from_objects(state.objects.iter().cloned());
-            let options = Options {
-                controller_name: self.controller_name.clone(),
-                now: now_rfc3339(),
-                fleet_addresses: self.fleet_addresses(&inputs),
-            };
-            let output = translate::translate(&inputs, &options);
-            self.metrics.translations.inc();
-            self.metrics
-                .translate_seconds
-                .observe(started.elapsed().as_secs_f64());
-            // Log each diagnostic once, not on every reload.
-            let current: BTreeSet<String> = output.diagnostics.iter().cloned().collect();
-            for d in current.difference(&reported) {
-                tracing::warn!(diagnostic = %d, "translate");
-            }
-            reported = current;
-
-            let snapshot = Snapshot::new(output.resources);
-            self.metrics
-                .snapshot_resources
-                .set(snapshot.resources.len() as i64);
-            if snapshot.version != self.snapshots.borrow().version {
-                tracing::info!(version = %snapshot.version, resources = snapshot.resources.len(), "new snapshot");
-                self.metrics.snapshots.inc();
-                self.snapshots.send_replace(Arc::new(snapshot));
-            }
-            let mut statuses = output.statuses;
-            {
-                let mut board = self.board.lock();
-                status::carry_transition_times(&board, &mut statuses);
-                if let Some(k8s) = &self.kubernetes {
-                    let observed = status_writer::observe(&state);
-                    status::carry_transition_times(&as_statuses(&observed), &mut statuses);
-                    let statuses = Arc::new(statuses.clone());
-                    k8s.rounds.send_replace(Arc::new(Round {
-                        desired: Arc::clone(&statuses),
-                        observed: Arc::new(observed),
-                    }));
-                }
-                *board = Arc::new(statuses);
-            }
+            // Translation is CPU work of up to ~100 ms: keep it off the async workers, so the
+            // delta server, the admin server and the status writer are never stalled by it.
+            reported = cpu_bound(|| self.translate(&state, reported));
             if let Some((latch, synced)) = first_sync.take() {
                 latch.release();
                 synced.send_replace(true);
             }
         }
+    }
+
+    /// One translation of `state`: publishes the snapshot and the statuses. Returns the
+    /// diagnostics now reported (`reported`: those reported before).
+    fn translate(&self, state: &SourceState, reported: BTreeSet<String>) -> BTreeSet<String> {
+        self.metrics
+            .config_file_errors
+            .set(state.errors.len() as i64);
+        let started = Instant::now();
+        let inputs = Inputs::from_objects(state.objects.iter().cloned());
+        let options = Options {
+            controller_name: self.controller_name.clone(),
+            now: now_rfc3339(),
+            fleet_addresses: self.fleet_addresses(&inputs),
+        };
+        let output = translate::translate(&inputs, &options);
+        self.metrics.translations.inc();
+        self.metrics
+            .translate_seconds
+            .observe(started.elapsed().as_secs_f64());
+        // Log each diagnostic once, not on every reload.
+        let current: BTreeSet<String> = output.diagnostics.iter().cloned().collect();
+        for d in current.difference(&reported) {
+            tracing::warn!(diagnostic = %d, "translate");
+        }
+
+        let snapshot = Snapshot::new(output.resources);
+        self.metrics
+            .snapshot_resources
+            .set(snapshot.resources.len() as i64);
+        if snapshot.version != self.snapshots.borrow().version {
+            tracing::info!(version = %snapshot.version, resources = snapshot.resources.len(), "new snapshot");
+            self.metrics.snapshots.inc();
+            self.snapshots.send_replace(Arc::new(snapshot));
+        }
+        let mut statuses = output.statuses;
+        {
+            let mut board = self.board.lock();
+            status::carry_transition_times(&board, &mut statuses);
+            if let Some(k8s) = &self.kubernetes {
+                let observed = status_writer::observe(state);
+                status::carry_transition_times(&as_statuses(&observed), &mut statuses);
+                let statuses = Arc::new(statuses.clone());
+                k8s.rounds.send_replace(Arc::new(Round {
+                    desired: Arc::clone(&statuses),
+                    observed: Arc::new(observed),
+                }));
+            }
+            *board = Arc::new(statuses);
+        }
+        current
     }
 
     fn fleet_addresses(&self, inputs: &Inputs) -> Vec<translate::GatewayAddress> {
@@ -147,6 +155,15 @@ fn as_statuses(
             status: o.status.clone(),
         })
         .collect()
+}
+
+/// Runs CPU-bound `f` without blocking the other tasks of this async worker (on a multi-thread
+/// runtime; on a current-thread runtime it simply runs).
+pub(crate) fn cpu_bound<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 fn now_rfc3339() -> String {

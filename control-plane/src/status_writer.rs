@@ -106,7 +106,7 @@ pub async fn run(
         }
         let round = Arc::clone(&rounds.borrow_and_update());
         written.retain(|key, _| round.observed.contains_key(key));
-        let plan = plan(&round, &written, &settings.controller_name);
+        let plan = crate::pipeline::cpu_bound(|| plan(&round, &written, &settings.controller_name));
         metrics
             .status_writes
             .get_or_create(&WriteLabels {
