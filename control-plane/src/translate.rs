@@ -106,6 +106,14 @@ pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
         &mut gateways,
         &mut out.resources,
     ));
+    route_statuses.extend(l4_route::translate(
+        l4_route::TLS_ROUTE,
+        &inputs.tls_routes,
+        inputs,
+        opts,
+        &mut gateways,
+        &mut out.resources,
+    ));
     route_config::build(&gateways, &entries, &mut out.resources);
     out.statuses.extend(gateways.iter().map(|g| g.status(opts)));
     out.statuses.extend(route_statuses);

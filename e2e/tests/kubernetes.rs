@@ -163,6 +163,30 @@ async fn objects_flow_to_the_proxy_and_status_is_written_once() {
     .await;
     assert!(class_ok, "GatewayClass Accepted");
 
+    // A TLSRoute is not served (no TLS listener yet) but says so in its status.
+    em.create(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "TLSRoute",
+        "metadata": {"name": "tls", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["secure.example"],
+                 "rules": [{"backendRefs": [{"name": "svc-a", "port": 80}]}]}
+    }))
+    .await
+    .expect("create TLSRoute");
+    let tls_refused = wait_until(WAIT, || async {
+        let Ok(Some(route)) = em.get("TLSRoute", Some("default"), "tls").await else {
+            return false;
+        };
+        let parents = route.pointer("/status/parents").and_then(Value::as_array);
+        parents.is_some_and(|p| {
+            p.iter().any(|e| {
+                e["controllerName"] == CONTROLLER
+                    && condition(e, "Accepted").as_deref() == Some("False")
+            })
+        })
+    })
+    .await;
+    assert!(tls_refused, "TLSRoute status Accepted=False written");
+
     // Created, changed, deleted: routing follows.
     em.create(route("second", "b.example", "svc-b"))
         .await

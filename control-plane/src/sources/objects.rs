@@ -34,7 +34,7 @@ pub enum Object {
     GrpcRoute(GrpcRoute),
     /// `gateway.networking.k8s.io/v1alpha2 TCPRoute`.
     TcpRoute(TcpRoute),
-    /// `gateway.networking.k8s.io/v1 TLSRoute` (read and held; not translated yet).
+    /// `gateway.networking.k8s.io/v1 TLSRoute` (status only: no listener accepts it yet).
     TlsRoute(TlsRoute),
     /// `gateway.networking.k8s.io/v1alpha2 UDPRoute`.
     UdpRoute(UdpRoute),

@@ -38,7 +38,7 @@ pub struct Inputs {
     pub tcp_routes: BTreeMap<Key, TcpRoute>,
     /// UDPRoutes.
     pub udp_routes: BTreeMap<Key, UdpRoute>,
-    /// TLSRoutes: held, not translated yet (TLS listeners are not supported).
+    /// TLSRoutes: only their status is translated (no listener accepts them yet).
     pub tls_routes: BTreeMap<Key, TlsRoute>,
     /// ReferenceGrants.
     pub reference_grants: BTreeMap<Key, ReferenceGrant>,

@@ -19,10 +19,11 @@ use serde::Deserialize;
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// TCPRoute or UDPRoute.
+/// TCPRoute, UDPRoute or TLSRoute.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct L4Kind {
     name: &'static str,
+    api_version: &'static str,
     listener_protocol: &'static str,
     transport: Transport,
 }
@@ -30,6 +31,7 @@ pub(super) struct L4Kind {
 /// TCPRoute.
 pub(super) const TCP_ROUTE: L4Kind = L4Kind {
     name: "TCPRoute",
+    api_version: "gateway.networking.k8s.io/v1alpha2",
     listener_protocol: "TCP",
     transport: Transport::Tcp,
 };
@@ -37,8 +39,20 @@ pub(super) const TCP_ROUTE: L4Kind = L4Kind {
 /// UDPRoute.
 pub(super) const UDP_ROUTE: L4Kind = L4Kind {
     name: "UDPRoute",
+    api_version: "gateway.networking.k8s.io/v1alpha2",
     listener_protocol: "UDP",
     transport: Transport::Udp,
+};
+
+/// TLSRoute. No listener accepts it yet (TLS listeners are not supported), so each parent of ours
+/// gets its status — `Accepted=False`, `NoMatchingParent` on a TLS listener, else
+/// `NotAllowedByListeners` — and nothing is served. The fields it
+/// shares with TCPRoute (parentRefs, rules' backendRefs) are all that is read.
+pub(super) const TLS_ROUTE: L4Kind = L4Kind {
+    name: "TLSRoute",
+    api_version: "gateway.networking.k8s.io/v1",
+    listener_protocol: "TLS",
+    transport: Transport::Tcp,
 };
 
 /// The fields TCPRoute and UDPRoute share, read from either (they have the same schema).
@@ -330,7 +344,7 @@ fn translate_one(
         .collect();
     parents_out.extend(ours);
     Some(ObjectStatus {
-        api_version: "gateway.networking.k8s.io/v1alpha2".to_owned(),
+        api_version: kind.api_version.to_owned(),
         kind: kind.name.to_owned(),
         metadata: StatusMetadata {
             name: name.clone(),

@@ -70,20 +70,14 @@ const fn core_kind(
     }
 }
 
-/// Every watched kind. TLSRoute is watched (and held) ahead of the TLS work; Serval computes no
-/// status for it yet, so it writes none.
+/// Every watched kind. TLSRoutes get status (never accepted: no TLS listener is supported yet)
+/// but are not served.
 pub const WATCHED: &[Kind] = &[
     gateway_kind("GatewayClass", "gatewayclasses", &["v1"], false, true),
     gateway_kind("Gateway", "gateways", &["v1"], true, true),
     gateway_kind("HTTPRoute", "httproutes", &["v1"], true, true),
     gateway_kind("GRPCRoute", "grpcroutes", &["v1"], true, true),
-    gateway_kind(
-        "TLSRoute",
-        "tlsroutes",
-        &["v1", "v1alpha3", "v1alpha2"],
-        true,
-        false,
-    ),
+    gateway_kind("TLSRoute", "tlsroutes", &["v1"], true, true),
     gateway_kind("TCPRoute", "tcproutes", &["v1alpha2"], true, true),
     gateway_kind("UDPRoute", "udproutes", &["v1alpha2"], true, true),
     gateway_kind(
