@@ -908,3 +908,76 @@ fn gateway_class_names_the_serval_controller() {
         }
     }
 }
+
+/// The example, with the GatewayClass, translated as the control plane would: the Gateway is
+/// programmed with the fleet's address and the HTTPRoute is accepted with its references resolved.
+#[test]
+fn the_example_is_accepted_by_translate() {
+    use serval_control_plane::{
+        sources::objects,
+        translate::{self, GatewayAddress, Inputs, Options},
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+    let mut documents = Vec::new();
+    for file in ["40-gatewayclass.yaml", "examples/echo.yaml"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("manifest file is readable");
+        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text).expect("valid YAML");
+        documents.extend(parsed.into_iter().filter(|d| !d.is_null()));
+    }
+    let parsed = objects::parse_values("manifests", documents).expect("the example decodes");
+    let options = Options {
+        controller_name: serval_common::CONTROLLER_NAME.to_owned(),
+        now: "2026-01-01T00:00:00Z".to_owned(),
+        fleet_addresses: vec![GatewayAddress {
+            r#type: "IPAddress",
+            value: "203.0.113.10".to_owned(),
+        }],
+    };
+    let output = translate::translate(&Inputs::from_objects(parsed.objects), &options);
+    let status_of = |kind: &str| {
+        output
+            .statuses
+            .iter()
+            .find(|s| s.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} status"))
+            .status
+            .clone()
+    };
+    let condition = |holder: &Value, kind: &str| {
+        holder["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == kind))
+            .map(|c| c["status"].clone())
+    };
+    let class = status_of("GatewayClass");
+    assert_eq!(
+        condition(&class, "Accepted"),
+        Some(Value::from("True")),
+        "{class}"
+    );
+    let gateway = status_of("Gateway");
+    assert_eq!(
+        condition(&gateway, "Programmed"),
+        Some(Value::from("True")),
+        "{gateway}"
+    );
+    assert_eq!(gateway["addresses"][0]["value"], "203.0.113.10");
+    assert_eq!(gateway["listeners"][0]["attachedRoutes"], 1, "{gateway}");
+    let route = status_of("HTTPRoute");
+    let parent = &route["parents"][0];
+    assert_eq!(
+        condition(parent, "Accepted"),
+        Some(Value::from("True")),
+        "{route}"
+    );
+    assert_eq!(
+        condition(parent, "ResolvedRefs"),
+        Some(Value::from("True")),
+        "{route}"
+    );
+    assert!(
+        output.resources.keys().any(|name| name.contains("8080")),
+        "a listener on 8080: {:?}",
+        output.resources.keys().collect::<Vec<_>>()
+    );
+}
