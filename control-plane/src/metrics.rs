@@ -65,6 +65,8 @@ pub struct Metrics {
     pub kubernetes_kind_missing: Family<KindLabels, Gauge>,
     /// Objects held, by kind.
     pub kubernetes_objects: Family<KindLabels, Gauge>,
+    /// Complete listings (the first, and re-lists after a watch could not resume), by kind.
+    pub kubernetes_listings: Family<KindLabels, Counter>,
     /// Status writes, by result.
     pub status_writes: Family<WriteLabels, Counter>,
     /// Time one status write took.
@@ -96,6 +98,7 @@ impl Metrics {
             kubernetes_watch_errors: Family::default(),
             kubernetes_kind_missing: Family::default(),
             kubernetes_objects: Family::default(),
+            kubernetes_listings: Family::default(),
             status_writes: Family::default(),
             status_write_seconds: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
@@ -157,6 +160,11 @@ impl Metrics {
             "kubernetes_objects",
             "Kubernetes objects held",
             m.kubernetes_objects.clone(),
+        );
+        registry.register(
+            "kubernetes_listings",
+            "Complete listings of a kind (the first, and re-lists after a watch could not resume)",
+            m.kubernetes_listings.clone(),
         );
         registry.register(
             "status_writes",

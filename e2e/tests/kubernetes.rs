@@ -581,3 +581,61 @@ async fn waits_for_an_unreachable_api_server_and_is_ready_only_after_the_first_s
         .await
     );
 }
+
+#[tokio::test]
+async fn watches_that_cannot_resume_re_list_and_changes_keep_flowing() {
+    let world = World::start("k8s-relist").await;
+    let em = KubeEmulator::start(world.logs.path(), &[]).await;
+    world.seed(&em).await;
+    let kubeconfig = em.write_kubeconfig(world.logs.path());
+    let cp = KubeControlPlane::start(&kubeconfig, "cp-0", world.logs.path());
+    cp.wait_ready().await;
+    let _proxy = world.proxy(&cp, "proxy-0").await;
+    assert!(
+        world.wait_pod("a.example", "svc-a-pod-0").await,
+        "web served"
+    );
+    let listings = cp
+        .metric("serval_kubernetes_listings_total", "HTTPRoute")
+        .await;
+    assert_eq!(listings, 1.0);
+
+    // A write to another kind moves the API server's resourceVersion past the last HTTPRoute
+    // event; compaction then makes the HTTPRoute watch's resourceVersion too old, and the
+    // dropped watches must re-list (410 Expired) rather than resume.
+    em.patch(
+        "Service",
+        Some("default"),
+        "svc-b",
+        json!({"metadata": {"labels": {"moved": "on"}}}),
+    )
+    .await
+    .expect("advance the resourceVersion");
+    em.compact().await.expect("compact");
+    em.close_watches().await.expect("close watches");
+    let relisted = wait_until(WAIT, || async {
+        cp.metric("serval_kubernetes_listings_total", "HTTPRoute")
+            .await
+            >= 2.0
+    })
+    .await;
+    assert!(relisted, "the HTTPRoute watch re-listed");
+
+    // Changes after the re-list flow: one route deleted, one created.
+    em.delete("HTTPRoute", Some("default"), "web")
+        .await
+        .expect("delete web");
+    em.create(route("after", "after.example", "svc-b"))
+        .await
+        .expect("create after");
+    assert!(
+        world.wait_pod("after.example", "svc-b-pod-0").await,
+        "new route served"
+    );
+    let gone = wait_until(WAIT, || async {
+        world.pod_for("a.example").await == Err("HTTP 404 Not Found".to_owned())
+    })
+    .await;
+    assert!(gone, "deleted route no longer served");
+    assert!(cp.ready().await);
+}

@@ -167,7 +167,10 @@ async fn watch_served(
                 }
                 continue;
             }
-            Ok(watcher::Event::InitDone) => Change::Listed(std::mem::take(&mut listing)),
+            Ok(watcher::Event::InitDone) => {
+                metrics.kubernetes_listings.get_or_create(&labels).inc();
+                Change::Listed(std::mem::take(&mut listing))
+            }
             Ok(watcher::Event::Apply(object)) => match decode(kind, &types, object, metrics) {
                 Some(seen) => Change::Applied(Box::new(seen)),
                 None => continue,
