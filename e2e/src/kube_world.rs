@@ -101,6 +101,20 @@ impl World {
         Proxy::start_with(cp.xds, node, self.logs.path(), &["--bind-address", &ip]).await
     }
 
+    /// Starts a control-plane replica `cp-0` on `em` and a proxy, and waits until the seeded route
+    /// `web` is served.
+    pub async fn serve(&self, em: &KubeEmulator) -> (KubeControlPlane, Proxy) {
+        let kubeconfig = em.write_kubeconfig(self.logs.path());
+        let cp = KubeControlPlane::start(&kubeconfig, "cp-0", self.logs.path());
+        cp.wait_ready().await;
+        let proxy = self.proxy(&cp, "proxy-0").await;
+        assert!(
+            self.wait_pod("a.example", "svc-a-pod-0").await,
+            "web → svc-a"
+        );
+        (cp, proxy)
+    }
+
     /// The pod answering `host` through the proxy, or the HTTP status if no echo answered.
     pub async fn pod_for(&self, host: &str) -> Result<String, String> {
         let reply = HttpClient::http1()

@@ -96,14 +96,7 @@ async fn objects_flow_to_the_proxy_and_status_is_written_once() {
     )
     .await
     .expect("their status");
-    let kubeconfig = em.write_kubeconfig(world.logs.path());
-    let cp = KubeControlPlane::start(&kubeconfig, "cp-0", world.logs.path());
-    cp.wait_ready().await;
-    let _proxy = world.proxy(&cp, "proxy-0").await;
-    assert!(
-        world.wait_pod("a.example", "svc-a-pod-0").await,
-        "web → svc-a"
-    );
+    let (cp, _proxy) = world.serve(&em).await;
 
     // Status on the API server's objects.
     assert!(
@@ -326,14 +319,7 @@ async fn an_object_that_does_not_decode_is_skipped_and_the_rest_flows() {
     let mut broken = route("broken", "broken.example", "svc-a");
     broken["spec"]["rules"] = json!("not a list");
     em.create(broken).await.expect("create broken");
-    let kubeconfig = em.write_kubeconfig(world.logs.path());
-    let cp = KubeControlPlane::start(&kubeconfig, "cp-0", world.logs.path());
-    cp.wait_ready().await;
-    let _proxy = world.proxy(&cp, "proxy-0").await;
-    assert!(
-        world.wait_pod("a.example", "svc-a-pod-0").await,
-        "web served"
-    );
+    let (cp, _proxy) = world.serve(&em).await;
     assert!(
         cp.metric("serval_kubernetes_decode_errors_total", "HTTPRoute")
             .await
@@ -587,14 +573,7 @@ async fn watches_that_cannot_resume_re_list_and_changes_keep_flowing() {
     let world = World::start("k8s-relist").await;
     let em = KubeEmulator::start(world.logs.path(), &[]).await;
     world.seed(&em).await;
-    let kubeconfig = em.write_kubeconfig(world.logs.path());
-    let cp = KubeControlPlane::start(&kubeconfig, "cp-0", world.logs.path());
-    cp.wait_ready().await;
-    let _proxy = world.proxy(&cp, "proxy-0").await;
-    assert!(
-        world.wait_pod("a.example", "svc-a-pod-0").await,
-        "web served"
-    );
+    let (cp, _proxy) = world.serve(&em).await;
     let listings = cp
         .metric("serval_kubernetes_listings_total", "HTTPRoute")
         .await;
