@@ -102,7 +102,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
+        "m" => n
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?}: too long")),
         _ => Err(format!("{text:?}: expected a number with ms, s or m")),
     }
 }
@@ -190,9 +193,13 @@ impl TryFrom<KubernetesArgs> for kubernetes::Config {
         // A leader notices a failed renewal at most two retry periods late (one attempt times
         // out after a retry period, then it sleeps one), and must have stopped writing before the
         // Lease can expire for the others.
+        let latest_stop = args
+            .lease_retry_period
+            .checked_mul(2)
+            .and_then(|r| r.checked_add(args.lease_renew_deadline));
         if args.lease_duration < Duration::from_secs(1)
             || args.lease_retry_period.is_zero()
-            || args.lease_renew_deadline + args.lease_retry_period * 2 > args.lease_duration
+            || latest_stop.is_none_or(|stop| stop > args.lease_duration)
         {
             return Err(ArgsError::Lease {
                 duration: args.lease_duration,

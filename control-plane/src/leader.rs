@@ -31,8 +31,10 @@ pub struct Settings {
     pub identity: String,
     /// How long a Lease holds without renewal.
     pub lease_duration: Duration,
-    /// A leader that has not renewed for this long steps down; `renew_deadline + 2 ×
-    /// retry_period ≤ lease_duration`, so it has stopped before another replica may take over.
+    /// A leader that has not renewed for this long steps down. An attempt lasts at most one retry
+    /// period and attempts start at most two apart, so a leader stops at most `renew_deadline + 2
+    /// × retry_period` after its last renewal started; the flags require that to be at most
+    /// `lease_duration`, so it has stopped before another replica may take over.
     pub renew_deadline: Duration,
     /// How often to try to acquire or renew.
     pub retry_period: Duration,
@@ -58,8 +60,11 @@ pub async fn run(
     let mut observed: Option<ObservedRecord> = None;
     let mut last_renewed: Option<Instant> = None;
     loop {
+        // A renewal counts from when its attempt started: the others start counting no earlier
+        // than the moment it is committed. An attempt lasts at most one retry period.
+        let started = Instant::now();
         let attempt = tokio::time::timeout(
-            settings.retry_period.max(Duration::from_millis(500)),
+            settings.retry_period,
             try_acquire_or_renew(&api, &settings, &mut observed),
         );
         // Some(true): we hold the Lease; Some(false): someone else does (or won a race);
@@ -67,7 +72,7 @@ pub async fn run(
         let held = tokio::select! {
             _ = shutdown.fired() => break,
             result = attempt => match result {
-                Ok(Ok(held)) => Some(held),
+                Ok(Ok(held)) => held,
                 Ok(Err(error)) => {
                     tracing::debug!(%error, lease = %settings.name, "lease attempt failed");
                     None
@@ -79,7 +84,7 @@ pub async fn run(
         let leading = *leader.borrow();
         match held {
             Some(true) => {
-                last_renewed = Some(now);
+                last_renewed = Some(started);
                 if !leading {
                     tracing::info!(identity = %settings.identity, lease = %settings.name, "became leader: writing status");
                     metrics.leader.set(1);
@@ -121,13 +126,15 @@ pub async fn run(
     }
 }
 
-/// One round: create the Lease, renew it, or take it over when it expired. `Ok(true)` when this
-/// replica holds it afterwards.
+/// One round: create the Lease, renew it, or take it over when it expired. `Ok(Some(true))` when
+/// this replica holds it afterwards, `Ok(Some(false))` when the Lease names another holder (or
+/// another replica won the race to take it), `Ok(None)` when the outcome is unknown (our own
+/// renewal conflicted, e.g. with a late-applied earlier one).
 async fn try_acquire_or_renew(
     api: &Api<Lease>,
     settings: &Settings,
     observed: &mut Option<ObservedRecord>,
-) -> Result<bool, kube::Error> {
+) -> Result<Option<bool>, kube::Error> {
     let now = MicroTime(Timestamp::now());
     // Whole seconds, rounded up: the Lease must never claim less than this replica assumes.
     let duration_secs =
@@ -147,8 +154,8 @@ async fn try_acquire_or_renew(
         }))
         .map_err(kube::Error::SerdeError)?;
         return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
+            Ok(_) => Ok(Some(true)),
+            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(Some(false)),
             Err(error) => Err(error),
         };
     };
@@ -174,7 +181,7 @@ async fn try_acquire_or_renew(
             .map_or(settings.lease_duration, Duration::from_secs);
         let changed_at = observed.as_ref().map_or(instant, |o| o.changed_at);
         if instant.duration_since(changed_at) < their_duration {
-            return Ok(false);
+            return Ok(Some(false));
         }
         tracing::info!(previous = ?holder, "the lease expired: taking over");
     }
@@ -197,8 +204,9 @@ async fn try_acquire_or_renew(
         )
         .await
     {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.is_conflict() => Ok(false),
+        Ok(_) => Ok(Some(true)),
+        // Taking over: another replica won. Renewing our own: unknown, retried.
+        Err(kube::Error::Api(status)) if status.is_conflict() => Ok((!held_by_us).then_some(false)),
         Err(error) => Err(error),
     }
 }

@@ -51,13 +51,16 @@ impl Pipeline {
     ) {
         let mut first_sync = Some(first_sync);
         let mut reported = BTreeSet::new();
+        // The config generation last translated (Kubernetes); None before the first translation.
+        let mut translated: Option<u64> = None;
         while source.changed().await.is_ok() {
             let state = Arc::clone(&source.borrow_and_update());
-            if state.status_only
+            if translated == Some(state.config_generation)
                 && let Some(k8s) = &self.kubernetes
             {
-                // Only statuses changed (mostly the echo of our own writes): the configuration is
-                // the same, so the writer just gets what the API server now holds.
+                // Only statuses changed since the last translation (mostly the echo of our own
+                // writes): the configuration is the same, so the writer just gets what the API
+                // server now holds.
                 let desired = Arc::clone(&k8s.rounds.borrow().desired);
                 k8s.rounds.send_replace(Arc::new(Round {
                     desired,
@@ -69,6 +72,7 @@ impl Pipeline {
             // Translation is CPU work of up to ~100 ms: keep it off the async workers, so the
             // delta server, the admin server and the status writer are never stalled by it.
             reported = cpu_bound(|| self.translate(&state, reported));
+            translated = Some(state.config_generation);
             if let Some((latch, synced)) = first_sync.take() {
                 latch.release();
                 synced.send_replace(true);

@@ -25,10 +25,12 @@ pub struct SourceState {
     /// object whose newest version decoded (an object whose newest version does not decode has
     /// none, so no status is written over it).
     pub observed: BTreeMap<ObjectRef, ObservedStatus>,
-    /// Kubernetes only: since the previous state, nothing but the status (and resourceVersion)
-    /// of GatewayClasses, Gateways and routes changed — typically the echo of Serval's own status
-    /// writes — so the configuration cannot have changed and translation may be skipped.
-    pub status_only: bool,
+    /// Kubernetes only: counts the changes that can affect configuration; changes that touched
+    /// only the status (and resourceVersion) of GatewayClasses, Gateways and routes — typically the
+    /// echo of Serval's own status writes — leave it as it is. A state whose generation was already
+    /// translated needs no translation (states are coalesced, so a skipped state never hides a
+    /// configuration change: the generation covers every change before it).
+    pub config_generation: u64,
 }
 
 /// What the API server holds of one object: its `resourceVersion` and its `status` exactly as

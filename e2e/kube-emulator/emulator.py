@@ -295,12 +295,14 @@ class Emulator(kmock.KubernetesEmulator):
             data = json.loads(body) if body else None
         except ValueError:
             data = None
+        entry = None
         if raw.method != 'GET' and not raw.path.startswith('/__emulator/'):
-            self.request_log.append({
+            entry = {
                 'method': raw.method, 'path': raw.path, 'query': dict(raw.query),
                 'contentType': raw.headers.get('Content-Type'), 'body': data,
-                'userAgent': raw.headers.get('User-Agent'),
-            })
+                'userAgent': raw.headers.get('User-Agent'), 'status': None,
+            }
+            self.request_log.append(entry)
         is_watch = raw.method == 'GET' and raw.query.get('watch') in ('true', '1')
         if is_watch:
             log(f'{raw.method} {raw.path_qs} -> watch opened')
@@ -314,6 +316,8 @@ class Emulator(kmock.KubernetesEmulator):
             except Exception as e:  # a bug here: answer 500 with the error, keep serving
                 response = aiohttp.web.json_response(status_body(500, 'InternalError', repr(e)), status=500)
             outcome = str(response.status)
+            if entry is not None:
+                entry['status'] = response.status
             return response
         finally:
             ms = (time.monotonic() - started) * 1000

@@ -231,7 +231,7 @@ impl KubeEmulator {
     }
 
     /// Every non-GET request served since the start (or [`KubeEmulator::clear_requests`]), in
-    /// order: `{"method", "path", "query", "contentType", "body", "userAgent"}` (`body` as JSON, or null).
+    /// order: `{"method", "path", "query", "contentType", "body", "userAgent", "status"}` (`body` as JSON or null; `status`: the HTTP status answered).
     pub async fn requests(&self) -> Result<Vec<Value>, String> {
         let log = self
             .call(Method::GET, "/__emulator/requests", None, Vec::new())

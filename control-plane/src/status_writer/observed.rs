@@ -4,7 +4,8 @@
 use crate::sources::{SourceState, kubernetes::kinds};
 use gateway_api::{
     experimental::{
-        httproutes::HttpRouteStatus, tcproutes::TcpRouteStatus, udproutes::UdpRouteStatus,
+        httproutes::HttpRouteStatus, tcproutes::TcpRouteStatus, tlsroutes::TlsRouteStatus,
+        udproutes::UdpRouteStatus,
     },
     gatewayclasses::GatewayClassStatus,
     gateways::GatewayStatus,
@@ -70,6 +71,7 @@ pub fn normalize(kind: &str, status: &Value) -> Value {
         "GRPCRoute" => through::<GrpcRouteStatus>(status),
         "TCPRoute" => through::<TcpRouteStatus>(status),
         "UDPRoute" => through::<UdpRouteStatus>(status),
+        "TLSRoute" => through::<TlsRouteStatus>(status),
         _ => None,
     };
     normal.unwrap_or_else(|| status.clone())

@@ -61,8 +61,8 @@ impl KindState {
 #[derive(Debug)]
 pub(super) struct Store {
     kinds: BTreeMap<&'static str, KindState>,
-    /// Since the last [`Store::state`], only statuses changed.
-    status_only: bool,
+    /// Bumped by every change that is not status-only ([`SourceState::config_generation`]).
+    config_generation: u64,
 }
 
 impl Store {
@@ -73,7 +73,7 @@ impl Store {
                 .iter()
                 .map(|k| (k.kind, KindState::default()))
                 .collect(),
-            status_only: false,
+            config_generation: 0,
         }
     }
 
@@ -106,7 +106,9 @@ impl Store {
                 false
             }
         };
-        self.status_only &= status_only;
+        if !status_only {
+            self.config_generation += 1;
+        }
     }
 
     /// Every kind has completed its first listing.
@@ -123,11 +125,10 @@ impl Store {
             .collect()
     }
 
-    /// Every object, by kind, namespace and name; starts a new "only statuses changed" period.
-    pub(super) fn state(&mut self) -> SourceState {
-        let status_only = std::mem::replace(&mut self.status_only, true);
+    /// Every object, by kind, namespace and name.
+    pub(super) fn state(&self) -> SourceState {
         SourceState {
-            status_only,
+            config_generation: self.config_generation,
             objects: self
                 .kinds
                 .values()
