@@ -40,6 +40,25 @@ async fn status_writes(em: &KubeEmulator) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Labels Service `default/SERVICE` (a change that alters no status) and waits until `cp`
+/// translated after it; false if it did not within [`WAIT`].
+async fn retranslate(em: &KubeEmulator, cp: &KubeControlPlane, service: &str) -> bool {
+    let before = cp.metric("serval_translations_total", "").await;
+    let label = format!("{}", before as u64);
+    em.patch(
+        "Service",
+        Some("default"),
+        service,
+        json!({"metadata": {"labels": {"serval-test-touch": label}}}),
+    )
+    .await
+    .expect("label the Service");
+    wait_until(WAIT, || async {
+        cp.metric("serval_translations_total", "").await > before
+    })
+    .await
+}
+
 /// Non-GET requests made by control-plane replica `identity` (its User-Agent names it).
 async fn writes_by(em: &KubeEmulator, identity: &str) -> Vec<Value> {
     let agent = format!("({identity})");
@@ -274,21 +293,14 @@ async fn objects_flow_to_the_proxy_and_status_is_written_once() {
     let unchanged_before = cp
         .metric("serval_status_writes_total", "skipped_unchanged")
         .await;
-    let translations_before = cp.metric("serval_translations_total", "").await;
-    em.patch(
-        "Service",
-        Some("default"),
-        "svc-a",
-        json!({"metadata": {"labels": {"touched": "yes"}}}),
-    )
-    .await
-    .expect("label svc-a");
+    assert!(
+        retranslate(&em, &cp, "svc-a").await,
+        "a Service label makes the control plane translate"
+    );
     let compared = wait_until(WAIT, || async {
-        cp.metric("serval_translations_total", "").await > translations_before
-            && cp
-                .metric("serval_status_writes_total", "skipped_unchanged")
-                .await
-                > unchanged_before
+        cp.metric("serval_status_writes_total", "skipped_unchanged")
+            .await
+            > unchanged_before
     })
     .await;
     let metrics = admin_get(cp.admin, "/metrics")
@@ -376,22 +388,7 @@ async fn an_object_that_does_not_decode_is_skipped_and_the_rest_flows() {
     );
     // Force a translation of everything (a Service label) so the store's view of "good" is what
     // gets translated, then check it is still served.
-    let translations = cp.metric("serval_translations_total", "").await;
-    em.patch(
-        "Service",
-        Some("default"),
-        "svc-b",
-        json!({"metadata": {"labels": {"retranslate": "yes"}}}),
-    )
-    .await
-    .expect("label svc-b");
-    assert!(
-        wait_until(WAIT, || async {
-            cp.metric("serval_translations_total", "").await > translations
-        })
-        .await,
-        "translated again"
-    );
+    assert!(retranslate(&em, &cp, "svc-b").await, "translated again");
     assert_eq!(
         world.pod_for("good.example").await.as_deref(),
         Ok("svc-b-pod-0"),

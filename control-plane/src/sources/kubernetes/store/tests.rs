@@ -21,6 +21,13 @@ fn undecodable(name: &str) -> Seen {
     }
 }
 
+fn http_route(change: Change) -> Update {
+    Update {
+        kind: kind("HTTPRoute"),
+        change,
+    }
+}
+
 fn names(store: &Store) -> Vec<String> {
     store
         .state()
@@ -63,80 +70,44 @@ fn synced_only_after_every_kind_listed() {
     assert!(!store.synced());
     assert_eq!(store.pending(), vec!["HTTPRoute"]);
     // An Applied event does not complete a listing.
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Applied(Box::new(seen("a"))),
-    });
+    store.apply(http_route(Change::Applied(Box::new(seen("a")))));
     assert!(!store.synced());
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Listed(vec![seen("b")]),
-    });
+    store.apply(http_route(Change::Listed(vec![seen("b")])));
     assert!(store.synced());
     // The listing replaces what the kind held: "a" was not listed, so it is gone.
-    let names: Vec<String> = store
-        .state()
-        .objects
-        .iter()
-        .map(|o| o.object_ref().name)
-        .collect();
-    assert_eq!(names, vec!["b"]);
+    assert_eq!(names(&store), vec!["b"]);
 }
 
 #[test]
 fn apply_and_delete_follow_events() {
     let mut store = Store::new();
     list_all_but(&mut store, "");
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Applied(Box::new(seen("a"))),
-    });
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Applied(Box::new(seen("b"))),
-    });
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Deleted(route("a").object_ref()),
-    });
-    let names: Vec<String> = store
-        .state()
-        .objects
-        .iter()
-        .map(|o| o.object_ref().name)
-        .collect();
-    assert_eq!(names, vec!["b"]);
+    store.apply(http_route(Change::Applied(Box::new(seen("a")))));
+    store.apply(http_route(Change::Applied(Box::new(seen("b")))));
+    store.apply(http_route(Change::Deleted(route("a").object_ref())));
+    assert_eq!(names(&store), vec!["b"]);
 }
 
 #[test]
 fn an_undecodable_version_keeps_the_last_good_one_without_observed_status() {
     let mut store = Store::new();
     list_all_but(&mut store, "");
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Applied(Box::new(seen("a"))),
-    });
+    store.apply(http_route(Change::Applied(Box::new(seen("a")))));
     assert_eq!(store.state().observed.len(), 1);
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Applied(Box::new(undecodable("a"))),
-    });
+    store.apply(http_route(Change::Applied(Box::new(undecodable("a")))));
     assert_eq!(names(&store), vec!["a"], "last good version kept");
     assert!(
         store.state().observed.is_empty(),
         "no status written over it"
     );
     // A re-list (lost watch) keeps it too; a never-decoded object stays absent.
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Listed(vec![undecodable("a"), undecodable("never")]),
-    });
+    store.apply(http_route(Change::Listed(vec![
+        undecodable("a"),
+        undecodable("never"),
+    ])));
     assert_eq!(names(&store), vec!["a"]);
     // Deleted: gone.
-    store.apply(Update {
-        kind: kind("HTTPRoute"),
-        change: Change::Deleted(route("a").object_ref()),
-    });
+    store.apply(http_route(Change::Deleted(route("a").object_ref())));
     assert!(names(&store).is_empty());
 }
 
