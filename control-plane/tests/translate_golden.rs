@@ -220,7 +220,7 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
         }
     }
     // Invariant: the proxy accepts what the control plane emits.
-    serval_proxy::config::compile::compile(
+    let compiled = serval_proxy::config::compile::compile(
         snapshot.version.to_string(),
         output.resources.clone(),
         BTreeMap::new(),
@@ -269,7 +269,22 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
             per_gateway.insert(id, view.resources.keys().cloned().collect::<Vec<_>>());
         }
     }
+    // The routing tables the proxy builds: per socket, host pattern → routes in the order tried.
+    let mut routing = BTreeMap::new();
+    for (addr, listener) in &compiled.listeners {
+        let hosts: BTreeMap<String, Vec<&str>> = listener
+            .router
+            .hosts
+            .entries()
+            .into_iter()
+            .map(|(pattern, vh)| (pattern, vh.routes.iter().map(|r| r.name.as_str()).collect()))
+            .collect();
+        if !hosts.is_empty() {
+            routing.insert(addr.to_string(), hosts);
+        }
+    }
     let mut doc = json!({
+        "routing": routing,
         "resources": groups,
         "status": output.statuses,
         "perGateway": per_gateway,

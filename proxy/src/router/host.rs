@@ -67,6 +67,19 @@ impl<T> HostTable<T> {
         self.any.as_ref()
     }
 
+    /// Every pattern with its value, sorted by pattern (for dumps and tests; not per request).
+    pub fn entries(&self) -> Vec<(String, &T)> {
+        let mut out: Vec<(String, &T)> = self
+            .exact
+            .iter()
+            .map(|(k, v)| (k.clone(), v))
+            .chain(self.wildcard.iter().map(|(k, v)| (format!("*{k}"), v)))
+            .chain(self.any.iter().map(|v| ("*".to_owned(), v)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Number of patterns.
     pub fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len() + usize::from(self.any.is_some())
