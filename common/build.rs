@@ -43,6 +43,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?
         .btree_map(["."])
-        .build(&[".serval.config", ".serval.admin"])?;
+        .build(&[".serval.config", ".serval.admin", ".serval.discovery"])?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! and does not route traffic (the proxy does).
 
 pub mod admin;
+pub mod hostname;
 pub mod names;
 pub mod proto;
 pub mod readiness;

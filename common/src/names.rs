@@ -21,8 +21,24 @@ pub fn route_config(namespace: &str, gateway: &str, port: u16) -> String {
     )
 }
 
+/// `attachedroute/<gateway namespace>/<gateway>/<kind>/<namespace>/<name>`: one HTTPRoute or
+/// GRPCRoute (`kind`, lower-cased) as attached to one Gateway.
+pub fn attached_route(
+    gateway_namespace: &str,
+    gateway: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> String {
+    format!(
+        "{}/{gateway_namespace}/{gateway}/{}/{namespace}/{name}",
+        ResourceKind::AttachedRoute.prefix(),
+        kind.to_ascii_lowercase()
+    )
+}
+
 /// `route/<namespace>/<kind>/<name>/rule/<rule>/match/<match>`: one match of one route rule
-/// (not a resource of its own: a `Route` inside a `RouteConfig`).
+/// (not a resource of its own: a `Route` inside an `AttachedRoute`).
 pub fn route(namespace: &str, kind: &str, name: &str, rule: usize, match_index: usize) -> String {
     format!(
         "route/{namespace}/{}/{name}/rule/{rule}/match/{match_index}",
@@ -60,6 +76,10 @@ mod tests {
         let cases = [
             (listener("ns", "gw", 80), ResourceKind::Listener),
             (route_config("ns", "gw", 80), ResourceKind::RouteConfig),
+            (
+                attached_route("ns", "gw", "HTTPRoute", "app", "web"),
+                ResourceKind::AttachedRoute,
+            ),
             (cluster("ns", "svc", 8080), ResourceKind::Cluster),
             (
                 load_assignment("ns", "svc", 8080),

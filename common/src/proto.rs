@@ -20,6 +20,7 @@ pub mod discovery {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/serval.discovery.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/serval.discovery.v1.serde.rs"));
     }
 }
 

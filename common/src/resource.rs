@@ -2,8 +2,10 @@
 //! resource to and from its wire form (`google.protobuf.Any`).
 //!
 //! [`Resource::references`] lists the names a resource points at (Listener → RouteConfig,
-//! RouteConfig → Cluster, Cluster → ClusterLoadAssignment); the control plane uses it to compute
-//! which resources a proxy needs, the proxy to check that a configuration is complete.
+//! AttachedRoute → RouteConfig and Cluster, Cluster → ClusterLoadAssignment);
+//! [`Resource::attaches_to`] the names it joins (AttachedRoute → RouteConfig, the reverse
+//! direction: a RouteConfig does not list its routes). The control plane uses both to compute which
+//! resources a proxy needs, the proxy to check that a configuration is complete.
 //! This module does not validate resource contents beyond decoding.
 
 use crate::{proto::config::v1 as pb, version::Version};
@@ -18,8 +20,10 @@ const TYPE_URL_PREFIX: &str = "type.googleapis.com/serval.config.v1.";
 pub enum ResourceKind {
     /// A socket to bind (`serval.config.v1.Listener`).
     Listener,
-    /// HTTP routes of a listener (`serval.config.v1.RouteConfig`).
+    /// The routing table of an HTTP listener socket (`serval.config.v1.RouteConfig`).
     RouteConfig,
+    /// One route's matches as attached to one Gateway (`serval.config.v1.AttachedRoute`).
+    AttachedRoute,
     /// An upstream (`serval.config.v1.Cluster`).
     Cluster,
     /// The endpoints of an upstream (`serval.config.v1.ClusterLoadAssignment`).
@@ -29,10 +33,11 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
-    /// Every kind, in dependency order (a kind refers only to kinds after it).
-    pub const ALL: [Self; 5] = [
+    /// Every kind, from the listener down to the material it uses.
+    pub const ALL: [Self; 6] = [
         Self::Listener,
         Self::RouteConfig,
+        Self::AttachedRoute,
         Self::Cluster,
         Self::ClusterLoadAssignment,
         Self::Secret,
@@ -43,6 +48,7 @@ impl ResourceKind {
         match self {
             Self::Listener => "Listener",
             Self::RouteConfig => "RouteConfig",
+            Self::AttachedRoute => "AttachedRoute",
             Self::Cluster => "Cluster",
             Self::ClusterLoadAssignment => "ClusterLoadAssignment",
             Self::Secret => "Secret",
@@ -65,6 +71,7 @@ impl ResourceKind {
         match self {
             Self::Listener => "listener",
             Self::RouteConfig => "routeconfig",
+            Self::AttachedRoute => "attachedroute",
             Self::Cluster => "cluster",
             Self::ClusterLoadAssignment => "endpoints",
             Self::Secret => "secret",
@@ -91,6 +98,8 @@ pub enum Resource {
     Listener(pb::Listener),
     /// See [`ResourceKind::RouteConfig`].
     RouteConfig(pb::RouteConfig),
+    /// See [`ResourceKind::AttachedRoute`].
+    AttachedRoute(pb::AttachedRoute),
     /// See [`ResourceKind::Cluster`].
     Cluster(pb::Cluster),
     /// See [`ResourceKind::ClusterLoadAssignment`].
@@ -140,6 +149,7 @@ impl Resource {
         match self {
             Self::Listener(_) => ResourceKind::Listener,
             Self::RouteConfig(_) => ResourceKind::RouteConfig,
+            Self::AttachedRoute(_) => ResourceKind::AttachedRoute,
             Self::Cluster(_) => ResourceKind::Cluster,
             Self::ClusterLoadAssignment(_) => ResourceKind::ClusterLoadAssignment,
             Self::Secret(_) => ResourceKind::Secret,
@@ -151,6 +161,7 @@ impl Resource {
         match self {
             Self::Listener(r) => &r.name,
             Self::RouteConfig(r) => &r.name,
+            Self::AttachedRoute(r) => &r.name,
             Self::Cluster(r) => &r.name,
             Self::ClusterLoadAssignment(r) => &r.name,
             Self::Secret(r) => &r.name,
@@ -162,6 +173,7 @@ impl Resource {
         match self {
             Self::Listener(r) => r.encode_to_vec(),
             Self::RouteConfig(r) => r.encode_to_vec(),
+            Self::AttachedRoute(r) => r.encode_to_vec(),
             Self::Cluster(r) => r.encode_to_vec(),
             Self::ClusterLoadAssignment(r) => r.encode_to_vec(),
             Self::Secret(r) => r.encode_to_vec(),
@@ -199,6 +211,9 @@ impl Resource {
             ResourceKind::RouteConfig => {
                 Self::RouteConfig(pb::RouteConfig::decode(bytes).map_err(invalid)?)
             }
+            ResourceKind::AttachedRoute => {
+                Self::AttachedRoute(pb::AttachedRoute::decode(bytes).map_err(invalid)?)
+            }
             ResourceKind::Cluster => Self::Cluster(pb::Cluster::decode(bytes).map_err(invalid)?),
             ResourceKind::ClusterLoadAssignment => Self::ClusterLoadAssignment(
                 pb::ClusterLoadAssignment::decode(bytes).map_err(invalid)?,
@@ -233,14 +248,17 @@ impl Resource {
                 }
                 None => {}
             },
-            Self::RouteConfig(rc) => {
+            // Routes of a deprecated inline RouteConfig are not followed: the proxy rejects it.
+            Self::RouteConfig(_) => {}
+            Self::AttachedRoute(ar) => {
+                out.extend(ar.attachments.iter().map(|a| a.route_config.clone()));
                 let mirrors = |f: &Option<pb::Filters>| {
                     f.iter()
                         .flat_map(|f| &f.mirrors)
                         .map(|m| m.cluster.clone())
                         .collect::<Vec<_>>()
                 };
-                for route in rc.virtual_hosts.iter().flat_map(|vh| &vh.routes) {
+                for route in &ar.routes {
                     out.extend(mirrors(&route.filters));
                     if let Some(pb::route::Action::Route(action)) = &route.action {
                         for backend in &action.backends {
@@ -261,11 +279,29 @@ impl Resource {
         out
     }
 
+    /// Names of the resources this one joins although they do not name it (an AttachedRoute joins
+    /// the RouteConfigs of its attachments), sorted and without duplicates. A proxy that holds one
+    /// of them needs this resource too.
+    pub fn attaches_to(&self) -> Vec<String> {
+        let mut out: Vec<String> = match self {
+            Self::AttachedRoute(ar) => ar
+                .attachments
+                .iter()
+                .map(|a| a.route_config.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The payload as proto3 JSON (for `/config_dump` and golden files).
     pub fn to_json(&self) -> serde_json::Value {
         let value = match self {
             Self::Listener(r) => serde_json::to_value(r),
             Self::RouteConfig(r) => serde_json::to_value(r),
+            Self::AttachedRoute(r) => serde_json::to_value(r),
             Self::Cluster(r) => serde_json::to_value(r),
             Self::ClusterLoadAssignment(r) => serde_json::to_value(r),
             Self::Secret(r) => serde_json::to_value(r),

@@ -2,7 +2,9 @@
 //! conversion to validated [`crate::standalone::Config`] and [`crate::kubernetes::Config`].
 //! Defaults live here and nowhere else.
 
-use crate::{kubernetes, leader, sources::file::Timing, standalone, status_writer};
+use crate::{
+    kubernetes, leader, sources::file::Timing, standalone, status_writer, xds::server::Limits,
+};
 use clap::{Parser, Subcommand};
 use serval_common::telemetry::LogFormat;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -89,6 +91,50 @@ pub struct KubernetesArgs {
     /// Timeout of one status write (e.g. `10s`).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub status_timeout: Duration,
+    /// Delta server limits.
+    #[command(flatten)]
+    pub xds: XdsArgs,
+}
+
+/// Delta server limits, the same in both modes.
+#[derive(Debug, clap::Args)]
+pub struct XdsArgs {
+    /// HTTP/2 keepalive: PING each proxy connection this often (e.g. `5s`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub xds_keepalive_interval: Duration,
+    /// Close a proxy connection whose PING is not answered within this (e.g. `5s`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub xds_keepalive_timeout: Duration,
+    /// Largest delta message accepted or sent, in bytes.
+    #[arg(long, default_value = "67108864")]
+    pub xds_max_message_bytes: usize,
+    /// Delta streams (proxies) served at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value = "20000")]
+    pub xds_max_streams: usize,
+    /// Delta responses being prepared or waiting to be written at once.
+    #[arg(long, default_value = "64")]
+    pub xds_max_concurrent_pushes: usize,
+}
+
+impl XdsArgs {
+    fn limits(&self) -> Result<Limits, ArgsError> {
+        if self.xds_keepalive_interval.is_zero()
+            || self.xds_keepalive_timeout.is_zero()
+            || self.xds_max_message_bytes < 1024
+            || self.xds_max_streams == 0
+            || self.xds_max_concurrent_pushes == 0
+        {
+            return Err(ArgsError::XdsLimits);
+        }
+        Ok(Limits {
+            keepalive_interval: self.xds_keepalive_interval,
+            keepalive_timeout: self.xds_keepalive_timeout,
+            max_message_size: self.xds_max_message_bytes,
+            max_streams: self.xds_max_streams,
+            max_concurrent_pushes: self.xds_max_concurrent_pushes,
+            ..Limits::default()
+        })
+    }
 }
 
 /// Parses `1500ms`, `15s` or `2m`.
@@ -136,9 +182,15 @@ pub struct StandaloneArgs {
     /// Quiet time after a file change before reloading, in milliseconds.
     #[arg(long, default_value = "100")]
     pub debounce_ms: u64,
+    /// Longest a reload waits while changes keep arriving, in milliseconds.
+    #[arg(long, default_value = "1000")]
+    pub max_delay_ms: u64,
     /// The GatewayClass controllerName to own.
     #[arg(long, default_value = serval_common::CONTROLLER_NAME)]
     pub controller_name: String,
+    /// Delta server limits.
+    #[command(flatten)]
+    pub xds: XdsArgs,
 }
 
 /// A command-line value is invalid.
@@ -170,6 +222,11 @@ pub enum ArgsError {
     /// A status writer setting is out of range.
     #[error("--status-qps and --status-concurrency must be positive")]
     StatusWriter,
+    /// A delta server limit is out of range.
+    #[error(
+        "--xds-keepalive-interval, --xds-keepalive-timeout, --xds-max-streams and --xds-max-concurrent-pushes must be positive, --xds-max-message-bytes at least 1024"
+    )]
+    XdsLimits,
 }
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -224,6 +281,7 @@ impl TryFrom<KubernetesArgs> for kubernetes::Config {
             .filter(|i| !i.is_empty())
             .unwrap_or_else(default_identity);
         Ok(kubernetes::Config {
+            xds_limits: args.xds.limits()?,
             kubeconfig: args.kubeconfig,
             xds_addr: args.xds_addr,
             admin_addr: args.admin_addr,
@@ -272,6 +330,7 @@ impl TryFrom<StandaloneArgs> for standalone::Config {
             return Err(ArgsError::ConfigDir(args.config_dir));
         }
         Ok(standalone::Config {
+            xds_limits: args.xds.limits()?,
             config_dir: args.config_dir,
             xds_addr: args.xds_addr,
             admin_addr: args.admin_addr,
@@ -279,6 +338,7 @@ impl TryFrom<StandaloneArgs> for standalone::Config {
             run_proxy: !args.no_proxy,
             timing: Timing {
                 debounce: Duration::from_millis(args.debounce_ms),
+                max_delay: Duration::from_millis(args.max_delay_ms.max(args.debounce_ms)),
                 ..Timing::default()
             },
             controller_name: args.controller_name,

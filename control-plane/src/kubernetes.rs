@@ -21,6 +21,7 @@ use crate::{
     snapshot::Snapshot,
     sources::{SourceState, Timing, kubernetes as source},
     status_writer::{self, Round},
+    xds::{fleet::Fleet, server::Limits},
 };
 use serval_common::{readiness::Readiness, shutdown, telemetry};
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
@@ -33,6 +34,8 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// Delta server address.
     pub xds_addr: SocketAddr,
+    /// Delta server limits.
+    pub xds_limits: Limits,
     /// Admin address.
     pub admin_addr: SocketAddr,
     /// The controllerName to own.
@@ -68,12 +71,14 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (rounds_tx, rounds_rx) = watch::channel(Arc::new(Round::default()));
     let board: StatusBoard = Arc::default();
+    let fleet = Arc::new(Fleet::new(Arc::clone(&metrics)));
     let (synced_tx, synced_rx) = watch::channel(false);
     let pipeline = Pipeline {
         controller_name: config.controller_name.clone(),
         metrics: Arc::clone(&metrics),
         board: Arc::clone(&board),
         snapshots: snapshot_tx,
+        fleet: Arc::clone(&fleet),
         kubernetes: Some(KubernetesOutputs {
             proxy_service: config.proxy_service.clone(),
             rounds: rounds_tx,
@@ -115,6 +120,8 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             registry,
             board,
             snapshots: snapshot_rx,
+            fleet: Arc::clone(&fleet),
+            limits: config.xds_limits,
             metrics,
             synced: synced_rx,
         },

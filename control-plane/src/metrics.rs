@@ -43,6 +43,16 @@ pub struct Metrics {
     pub xds_acks: Counter,
     /// NACKs received.
     pub xds_nacks: Counter,
+    /// Time from sending a response to its ACK or NACK.
+    pub xds_push_seconds: Histogram,
+    /// Time from observing a change to every affected proxy having ACKed it.
+    pub xds_convergence_seconds: Histogram,
+    /// Rollouts given up before every proxy ACKed (more than the tracked number in progress).
+    pub xds_rollouts_abandoned: Counter,
+    /// Streams refused (stream limit or identity).
+    pub xds_rejected_streams: Counter,
+    /// Proxies whose latest answer was a NACK.
+    pub xds_rejecting_proxies: Gauge,
     /// Translations run.
     pub translations: Counter,
     /// Time one translation took.
@@ -85,6 +95,15 @@ impl Metrics {
             xds_responses: Counter::default(),
             xds_acks: Counter::default(),
             xds_nacks: Counter::default(),
+            xds_push_seconds: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+            xds_convergence_seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            xds_rollouts_abandoned: Counter::default(),
+            xds_rejected_streams: Counter::default(),
+            xds_rejecting_proxies: Gauge::default(),
             translations: Counter::default(),
             translate_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -114,6 +133,31 @@ impl Metrics {
         );
         registry.register("xds_acks", "ACKs received", m.xds_acks.clone());
         registry.register("xds_nacks", "NACKs received", m.xds_nacks.clone());
+        registry.register(
+            "xds_push_duration_seconds",
+            "Time from sending a delta response to its ACK or NACK",
+            m.xds_push_seconds.clone(),
+        );
+        registry.register(
+            "xds_convergence_seconds",
+            "Time from observing a change to every proxy whose view it changed having ACKed it",
+            m.xds_convergence_seconds.clone(),
+        );
+        registry.register(
+            "xds_rollouts_abandoned",
+            "Rollouts no longer tracked before every proxy ACKed (too many in progress)",
+            m.xds_rollouts_abandoned.clone(),
+        );
+        registry.register(
+            "xds_rejected_streams",
+            "Delta streams refused (stream limit reached or identity not allowed)",
+            m.xds_rejected_streams.clone(),
+        );
+        registry.register(
+            "xds_rejecting_proxies",
+            "Connected proxies whose latest answer was a NACK",
+            m.xds_rejecting_proxies.clone(),
+        );
         registry.register("translations", "Translations run", m.translations.clone());
         registry.register(
             "translate_duration_seconds",

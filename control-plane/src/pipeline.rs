@@ -4,6 +4,10 @@
 //!
 //! `lastTransitionTime`s are carried from the previous translation, then from the statuses the
 //! API server holds (Kubernetes), so every replica computes the same times the leader wrote.
+//!
+//! A proxy's NACK shows on its Gateways' status ([`status::mark_rejected`]): the statuses are
+//! published again, without translating, whenever the fleet's rejections change. A snapshot is
+//! registered with the fleet before it is published, for the convergence metric.
 
 use crate::{
     admin::StatusBoard,
@@ -12,9 +16,14 @@ use crate::{
     sources::SourceState,
     status_writer::{self, Round},
     translate::{self, Inputs, ObjectStatus, Options, status},
+    xds::fleet::Fleet,
 };
 use serval_common::readiness::Latch;
-use std::{collections::BTreeSet, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Instant,
+};
 use tokio::sync::watch;
 
 /// Where translations go.
@@ -28,6 +37,8 @@ pub struct Pipeline {
     pub board: StatusBoard,
     /// Snapshots for the delta server.
     pub snapshots: watch::Sender<Arc<Snapshot>>,
+    /// The proxies: rejections to show, rollouts to track.
+    pub fleet: Arc<Fleet>,
     /// Kubernetes mode only.
     pub kubernetes: Option<KubernetesOutputs>,
 }
@@ -50,12 +61,27 @@ impl Pipeline {
         first_sync: (Latch, watch::Sender<bool>),
     ) {
         let mut first_sync = Some(first_sync);
-        let mut reported = BTreeSet::new();
-        // The config generation last translated (Kubernetes); None before the first translation.
-        let mut translated: Option<u64> = None;
-        while source.changed().await.is_ok() {
+        let mut rejections = self.fleet.watch_rejections();
+        let mut memory = Memory::default();
+        loop {
+            tokio::select! {
+                changed = source.changed() => if changed.is_err() { break },
+                changed = rejections.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    rejections.borrow_and_update();
+                    // Statuses as last computed, with the rejections as they are now.
+                    if let Some((state, statuses)) = memory.last.clone() {
+                        let mut statuses = (*statuses).clone();
+                        status::restamp(&mut statuses, &now_rfc3339());
+                        self.publish_statuses(&state, statuses);
+                    }
+                    continue;
+                }
+            }
             let state = Arc::clone(&source.borrow_and_update());
-            if translated == Some(state.config_generation)
+            if memory.translated == Some(state.config_generation)
                 && let Some(k8s) = &self.kubernetes
             {
                 // Only statuses changed since the last translation (mostly the echo of our own
@@ -66,13 +92,16 @@ impl Pipeline {
                     desired,
                     observed: Arc::new(status_writer::observe(&state)),
                 }));
+                if let Some(last) = &mut memory.last {
+                    last.0 = Arc::clone(&state);
+                }
                 self.metrics.translations_skipped.inc();
                 continue;
             }
             // Translation is CPU work of up to ~100 ms: keep it off the async workers, so the
             // delta server, the admin server and the status writer are never stalled by it.
-            reported = cpu_bound(|| self.translate(&state, reported));
-            translated = Some(state.config_generation);
+            cpu_bound(|| self.translate(&state, &mut memory));
+            memory.translated = Some(state.config_generation);
             if let Some((latch, synced)) = first_sync.take() {
                 latch.release();
                 synced.send_replace(true);
@@ -80,9 +109,8 @@ impl Pipeline {
         }
     }
 
-    /// One translation of `state`: publishes the snapshot and the statuses. Returns the
-    /// diagnostics now reported (`reported`: those reported before).
-    fn translate(&self, state: &SourceState, reported: BTreeSet<String>) -> BTreeSet<String> {
+    /// One translation of `state`: publishes the snapshot and the statuses.
+    fn translate(&self, state: &Arc<SourceState>, memory: &mut Memory) {
         self.metrics
             .config_file_errors
             .set(state.errors.len() as i64);
@@ -100,35 +128,63 @@ impl Pipeline {
             .observe(started.elapsed().as_secs_f64());
         // Log each diagnostic once, not on every reload.
         let current: BTreeSet<String> = output.diagnostics.iter().cloned().collect();
-        for d in current.difference(&reported) {
+        for d in current.difference(&memory.reported) {
             tracing::warn!(diagnostic = %d, "translate");
         }
+        memory.reported = current;
 
-        let snapshot = Snapshot::new(output.resources);
+        let snapshot = Snapshot::new(output.resources)
+            .observed_at(state.observed_at.unwrap_or(started))
+            .sequence(memory.sequence + 1);
         self.metrics
             .snapshot_resources
             .set(snapshot.resources.len() as i64);
         if snapshot.version != self.snapshots.borrow().version {
             tracing::info!(version = %snapshot.version, resources = snapshot.resources.len(), "new snapshot");
+            memory.sequence += 1;
             self.metrics.snapshots.inc();
+            // Registered first, so no proxy can ACK it before the rollout is tracked.
+            self.fleet.on_snapshot(&snapshot);
             self.snapshots.send_replace(Arc::new(snapshot));
         }
-        let mut statuses = output.statuses;
-        {
-            let mut board = self.board.lock();
-            status::carry_transition_times(&board, &mut statuses);
-            if let Some(k8s) = &self.kubernetes {
-                let observed = status_writer::observe(state);
-                status::carry_transition_times(&as_statuses(&observed), &mut statuses);
-                let statuses = Arc::new(statuses.clone());
-                k8s.rounds.send_replace(Arc::new(Round {
-                    desired: Arc::clone(&statuses),
-                    observed: Arc::new(observed),
-                }));
-            }
-            *board = Arc::new(statuses);
+        let statuses = Arc::new(output.statuses);
+        memory.last = Some((Arc::clone(state), Arc::clone(&statuses)));
+        self.publish_statuses(state, (*statuses).clone());
+    }
+
+    /// Publishes `statuses` (as translate computed them) with the fleet's rejections marked and
+    /// transition times carried: to `/status` and, in Kubernetes, to the status writer.
+    fn publish_statuses(&self, state: &SourceState, mut statuses: Vec<ObjectStatus>) {
+        let rejected: BTreeMap<String, Vec<String>> = self
+            .fleet
+            .rejections()
+            .into_iter()
+            .map(|(gateway, list)| {
+                let messages = list
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "proxy {} rejected configuration {}: {}",
+                            r.node, r.version, r.message
+                        )
+                    })
+                    .collect();
+                (gateway, messages)
+            })
+            .collect();
+        status::mark_rejected(&mut statuses, &rejected, &now_rfc3339());
+        let mut board = self.board.lock();
+        status::carry_transition_times(&board, &mut statuses);
+        if let Some(k8s) = &self.kubernetes {
+            let observed = status_writer::observe(state);
+            status::carry_transition_times(&as_statuses(&observed), &mut statuses);
+            let statuses = Arc::new(statuses.clone());
+            k8s.rounds.send_replace(Arc::new(Round {
+                desired: Arc::clone(&statuses),
+                observed: Arc::new(observed),
+            }));
         }
-        current
+        *board = Arc::new(statuses);
     }
 
     fn fleet_addresses(&self, inputs: &Inputs) -> Vec<translate::GatewayAddress> {
@@ -139,6 +195,19 @@ impl Pipeline {
             .map(translate::fleet_addresses)
             .unwrap_or_default()
     }
+}
+
+/// What the loop remembers between source states.
+#[derive(Debug, Default)]
+struct Memory {
+    /// The config generation last translated (Kubernetes); None before the first translation.
+    translated: Option<u64>,
+    /// Diagnostics already logged.
+    reported: BTreeSet<String>,
+    /// Sequence number of the last published snapshot.
+    sequence: u64,
+    /// The last source state and the statuses translate computed for it (before rejections).
+    last: Option<(Arc<SourceState>, Arc<Vec<ObjectStatus>>)>,
 }
 
 /// Observed statuses in the shape [`status::carry_transition_times`] takes.

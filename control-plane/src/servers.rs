@@ -9,7 +9,10 @@ use crate::{
     admin::{self, StatusBoard},
     metrics::Metrics,
     snapshot::Snapshot,
-    xds::server::DeltaServer,
+    xds::{
+        fleet::Fleet,
+        server::{DeltaServer, Limits},
+    },
 };
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
@@ -32,6 +35,10 @@ pub struct Inputs {
     pub board: StatusBoard,
     /// Snapshots to serve.
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The proxies' streams.
+    pub fleet: Arc<Fleet>,
+    /// Delta server limits.
+    pub limits: Limits,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Turns true after the first complete sync.
@@ -57,7 +64,9 @@ pub async fn start(inputs: Inputs, shutdown: shutdown::Watch) -> anyhow::Result<
     tracing::info!(addr = %xds_local, "delta server listening");
     let server = DeltaServer::new(
         inputs.snapshots.clone(),
+        inputs.fleet,
         Arc::clone(&inputs.metrics),
+        inputs.limits,
         shutdown.clone(),
     );
     let mut synced = inputs.synced;

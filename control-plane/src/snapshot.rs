@@ -2,13 +2,31 @@
 //! per-proxy [`View`] of it (only what the proxy's Gateways need).
 //!
 //! A snapshot is published through a `watch` channel as an `Arc<Snapshot>`; nothing mutates it.
+//! What a fleet needs is computed once and shared, so the cost of a change does not grow with
+//! the number of proxies: one [`View`] per set of Gateways per snapshot (proxies serving the same
+//! Gateways share it), and one [`Delta`] per pair of views (proxies that hold the same view share
+//! the difference to the next). A proxy's state is then an `Arc<View>`, not a copy of its
+//! resources.
 
 pub mod closure;
 pub mod diff;
 
+pub use diff::Delta;
+
+use parking_lot::Mutex;
 use pbjson_types::Any;
 use serval_common::{Resource, SnapshotVersion, Version};
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
+
+/// Deltas kept per view: proxies rarely hold more than a few different earlier views.
+const DELTAS_PER_VIEW: usize = 8;
+
+/// A view computed at most once (others asking meanwhile wait for it).
+type ViewCell = Arc<OnceLock<Arc<View>>>;
 
 /// One resource with its version and its wire form, encoded once per snapshot.
 #[derive(Debug)]
@@ -21,46 +39,95 @@ pub struct Versioned {
     pub any: Any,
 }
 
+impl Versioned {
+    /// Versions and encodes `resource`.
+    pub fn new(resource: Resource) -> Self {
+        let payload = resource.encode_payload();
+        Self {
+            version: Version::of_bytes(&payload),
+            any: Any {
+                type_url: resource.kind().type_url(),
+                value: payload.into(),
+            },
+            resource,
+        }
+    }
+}
+
 /// Every resource, by name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Snapshot {
     /// Hash of the sorted (name, version) pairs.
     pub version: SnapshotVersion,
     /// Resources by name.
     pub resources: BTreeMap<String, Arc<Versioned>>,
+    /// When the earliest change this snapshot carries was observed (convergence is measured
+    /// from here).
+    pub observed: Instant,
+    /// Place in the sequence of published snapshots (0 before the first).
+    pub sequence: u64,
+    /// RouteConfig → the AttachedRoutes joining it.
+    joined_by: BTreeMap<String, Vec<String>>,
+    /// Views computed so far, by sorted Gateway list.
+    views: Mutex<BTreeMap<Vec<String>, ViewCell>>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self::new(BTreeMap::new())
+    }
 }
 
 impl Snapshot {
     /// Versions and encodes `resources`.
     pub fn new(resources: BTreeMap<String, Resource>) -> Self {
-        let resources: BTreeMap<String, Arc<Versioned>> = resources
-            .into_iter()
-            .map(|(name, resource)| {
-                let payload = resource.encode_payload();
-                let versioned = Versioned {
-                    version: Version::of_bytes(&payload),
-                    any: Any {
-                        type_url: resource.kind().type_url(),
-                        value: payload.into(),
-                    },
-                    resource,
-                };
-                (name, Arc::new(versioned))
-            })
-            .collect();
+        Self::from_versioned(
+            resources
+                .into_iter()
+                .map(|(name, resource)| (name, Arc::new(Versioned::new(resource))))
+                .collect(),
+        )
+    }
+
+    /// A snapshot of already encoded resources (unchanged ones can be shared with the previous
+    /// snapshot).
+    pub fn from_versioned(resources: BTreeMap<String, Arc<Versioned>>) -> Self {
         Self {
             version: version_of(&resources),
+            joined_by: closure::joined_by(&resources),
             resources,
+            observed: Instant::now(),
+            sequence: 0,
+            views: Mutex::default(),
         }
     }
 
-    /// The resources a proxy serving `gateways` (`namespace/name`; empty: all) needs.
-    pub fn view(&self, gateways: &[String]) -> View {
-        let resources = closure::closure(&self.resources, gateways);
-        View {
-            version: version_of(&resources),
-            resources,
-        }
+    /// Sets when the change was observed.
+    pub fn observed_at(mut self, at: Instant) -> Self {
+        self.observed = at;
+        self
+    }
+
+    /// Sets the place in the sequence of published snapshots.
+    pub fn sequence(mut self, sequence: u64) -> Self {
+        self.sequence = sequence;
+        self
+    }
+
+    /// The resources a proxy serving `gateways` (`namespace/name`; empty: all) needs; computed
+    /// once per snapshot and set of Gateways.
+    pub fn view(&self, gateways: &[String]) -> Arc<View> {
+        let mut key = gateways.to_vec();
+        key.sort();
+        key.dedup();
+        let cell = Arc::clone(self.views.lock().entry(key.clone()).or_default());
+        Arc::clone(cell.get_or_init(|| {
+            let graph = closure::Graph {
+                all: &self.resources,
+                joined_by: &self.joined_by,
+            };
+            Arc::new(View::new(closure::closure(&graph, &key)))
+        }))
     }
 }
 
@@ -71,6 +138,43 @@ pub struct View {
     pub version: SnapshotVersion,
     /// Resources by name.
     pub resources: BTreeMap<String, Arc<Versioned>>,
+    /// Differences from earlier views, by their version (most recent last).
+    deltas: Mutex<Vec<(SnapshotVersion, Arc<Delta>)>>,
+}
+
+impl View {
+    /// A view of `resources`.
+    pub fn new(resources: BTreeMap<String, Arc<Versioned>>) -> Self {
+        Self {
+            version: version_of(&resources),
+            resources,
+            deltas: Mutex::default(),
+        }
+    }
+
+    /// The empty view.
+    pub fn empty() -> Arc<Self> {
+        Arc::new(Self::new(BTreeMap::new()))
+    }
+
+    /// What a proxy holding `held` must receive to hold this view; computed once per pair.
+    pub fn delta_from(&self, held: &View) -> Arc<Delta> {
+        if let Some((_, d)) = self.deltas.lock().iter().find(|(v, _)| *v == held.version) {
+            return Arc::clone(d);
+        }
+        let delta = Arc::new(diff::between(held, self));
+        let mut deltas = self.deltas.lock();
+        if deltas.len() >= DELTAS_PER_VIEW {
+            deltas.remove(0);
+        }
+        deltas.push((held.version.clone(), Arc::clone(&delta)));
+        delta
+    }
+
+    /// Name → version of every resource.
+    pub fn versions(&self) -> impl Iterator<Item = (&str, &Version)> {
+        self.resources.iter().map(|(n, v)| (n.as_str(), &v.version))
+    }
 }
 
 fn version_of(resources: &BTreeMap<String, Arc<Versioned>>) -> SnapshotVersion {

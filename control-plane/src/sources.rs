@@ -31,6 +31,9 @@ pub struct SourceState {
     /// translated needs no translation (states are coalesced, so a skipped state never hides a
     /// configuration change: the generation covers every change before it).
     pub config_generation: u64,
+    /// When the earliest change this state carries was received (`None` for a first listing or
+    /// a resync): convergence is measured from here.
+    pub observed_at: Option<std::time::Instant>,
 }
 
 /// What the API server holds of one object: its `resourceVersion` and its `status` exactly as

@@ -12,6 +12,7 @@ use crate::{
     servers,
     snapshot::Snapshot,
     sources::file::{FileSource, SourceState, Timing},
+    xds::{fleet::Fleet, server::Limits},
 };
 use serval_common::{proto::discovery::v1::Node, readiness::Readiness, shutdown, telemetry};
 use std::{
@@ -29,6 +30,8 @@ pub struct Config {
     pub config_dir: PathBuf,
     /// Delta server address.
     pub xds_addr: SocketAddr,
+    /// Delta server limits.
+    pub xds_limits: Limits,
     /// Admin address.
     pub admin_addr: SocketAddr,
     /// Admin address of the in-process proxy.
@@ -53,12 +56,14 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
 
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let board: StatusBoard = Arc::default();
+    let fleet = Arc::new(Fleet::new(Arc::clone(&metrics)));
     let (synced_tx, synced_rx) = watch::channel(false);
     let pipeline = Pipeline {
         controller_name: config.controller_name.clone(),
         metrics: Arc::clone(&metrics),
         board: Arc::clone(&board),
         snapshots: snapshot_tx,
+        fleet: Arc::clone(&fleet),
         kubernetes: None,
     };
     tokio::spawn(pipeline.run(source_rx, (latch, synced_tx)));
@@ -71,6 +76,8 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             registry,
             board,
             snapshots: snapshot_rx,
+            fleet: Arc::clone(&fleet),
+            limits: config.xds_limits,
             metrics,
             synced: synced_rx,
         },

@@ -17,7 +17,7 @@ mod filters;
 mod gateway;
 mod gateway_class;
 mod grpc_route;
-pub mod hostname;
+pub use serval_common::hostname;
 mod http_route;
 pub mod inputs;
 mod kind_conflicts;

@@ -11,7 +11,9 @@
 //! - a proxy receives only the resources its Gateways need ([`crate::snapshot::closure`]).
 //!
 //! [`server`] does the gRPC plumbing and runs one task per stream; [`stream`] is the pure state
-//! machine, tested without gRPC.
+//! machine, tested without gRPC; [`fleet`] records every stream for the admin service, the
+//! convergence metric and the NACKs shown on Gateway status.
 
+pub mod fleet;
 pub mod server;
 pub mod stream;

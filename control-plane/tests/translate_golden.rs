@@ -234,6 +234,7 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
     for key in [
         "listeners",
         "routeConfigs",
+        "attachedRoutes",
         "clusters",
         "clusterLoadAssignments",
         "secrets",
@@ -244,6 +245,7 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
         let key = match resource {
             Resource::Listener(_) => "listeners",
             Resource::RouteConfig(_) => "routeConfigs",
+            Resource::AttachedRoute(_) => "attachedRoutes",
             Resource::Cluster(_) => "clusters",
             Resource::ClusterLoadAssignment(_) => "clusterLoadAssignments",
             Resource::Secret(_) => "secrets",

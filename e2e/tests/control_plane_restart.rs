@@ -18,8 +18,9 @@ async fn proxy_serves_through_a_control_plane_restart_and_resyncs_nothing() {
         .metric("serval_xds_resources_received_total")
         .await
         .expect("metric");
-    // Listener, RouteConfig, and svc-a's Cluster and ClusterLoadAssignment (svc-b is unreferenced).
-    assert_eq!(received, 4.0, "first sync sends the whole view");
+    // Listener, RouteConfig, the AttachedRoute, and svc-a's Cluster and ClusterLoadAssignment
+    // (svc-b is unreferenced).
+    assert_eq!(received, 5.0, "first sync sends the whole view");
     let version = proxy.config_dump().await["version"].clone();
 
     let requests = RequestLoop::start(

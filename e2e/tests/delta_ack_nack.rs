@@ -62,35 +62,42 @@ fn resource(r: Resource) -> discovery::Resource {
     }
 }
 
-fn route_config(domains: &[&str], cluster: &str) -> Resource {
-    Resource::RouteConfig(pb::RouteConfig {
-        name: names::route_config("default", "gw", 8080),
-        virtual_hosts: domains
-            .iter()
-            .map(|d| pb::VirtualHost {
-                name: d.to_string(),
-                domains: vec![d.to_string()],
-                routes: vec![pb::Route {
-                    name: "route/default/httproute/web/rule/0/match/0".into(),
-                    r#match: Some(pb::RouteMatch {
-                        path: Some(pb::PathMatch {
-                            kind: Some(pb::path_match::Kind::Prefix("/".into())),
-                        }),
-                        ..Default::default()
-                    }),
-                    action: Some(pb::route::Action::Route(pb::RouteAction {
-                        backends: vec![pb::WeightedBackend {
-                            weight: 1,
-                            target: Some(pb::weighted_backend::Target::Cluster(cluster.into())),
-                            filters: None,
-                        }],
-                    })),
-                    ..Default::default()
+/// The route `default/web` on Gateway `default/gw`, for `domains`, to `cluster`.
+fn attached_route(domains: &[&str], cluster: &str) -> Resource {
+    Resource::AttachedRoute(pb::AttachedRoute {
+        name: ATTACHED.into(),
+        attachments: vec![pb::RouteAttachment {
+            route_config: names::route_config("default", "gw", 8080),
+            section_name: "http".into(),
+            hostnames: domains.iter().map(|d| d.to_string()).collect(),
+        }],
+        routes: vec![pb::Route {
+            name: "route/default/httproute/web/rule/0/match/0".into(),
+            precedence: Some(pb::Precedence {
+                path_kind: 2,
+                namespace: "default".into(),
+                route: "web".into(),
+                ..Default::default()
+            }),
+            r#match: Some(pb::RouteMatch {
+                path: Some(pb::PathMatch {
+                    kind: Some(pb::path_match::Kind::Prefix("/".into())),
+                }),
+                ..Default::default()
+            }),
+            action: Some(pb::route::Action::Route(pb::RouteAction {
+                backends: vec![pb::WeightedBackend {
+                    weight: 1,
+                    target: Some(pb::weighted_backend::Target::Cluster(cluster.into())),
+                    filters: None,
                 }],
-            })
-            .collect(),
+            })),
+            ..Default::default()
+        }],
     })
 }
+
+const ATTACHED: &str = "attachedroute/default/gw/httproute/default/web";
 
 fn initial(ip: std::net::Ipv4Addr, echo: SocketAddr) -> Vec<discovery::Resource> {
     let cluster = names::cluster("default", "svc-a", 80);
@@ -108,7 +115,15 @@ fn initial(ip: std::net::Ipv4Addr, echo: SocketAddr) -> Vec<discovery::Resource>
                 route_config_name: names::route_config("default", "gw", 8080),
             })),
         })),
-        resource(route_config(&["good.example"], &cluster)),
+        resource(Resource::RouteConfig(pb::RouteConfig {
+            name: names::route_config("default", "gw", 8080),
+            listeners: vec![pb::ListenerHost {
+                section_name: "http".into(),
+                hostname: "*".into(),
+            }],
+            ..Default::default()
+        })),
+        resource(attached_route(&["good.example"], &cluster)),
         resource(Resource::Cluster(pb::Cluster {
             name: cluster.clone(),
             load_assignment_name: cla.clone(),
@@ -209,7 +224,7 @@ async fn invalid_responses_are_nacked_and_the_last_good_config_keeps_serving() {
         .send(send(
             "v2",
             "n2",
-            vec![resource(route_config(&["good.example"], &missing))],
+            vec![resource(attached_route(&["good.example"], &missing))],
         ))
         .await
         .expect("send v2");
@@ -217,16 +232,13 @@ async fn invalid_responses_are_nacked_and_the_last_good_config_keeps_serving() {
     assert_eq!(nack.response_nonce, "n2");
     let detail = nack.error_detail.expect("v2 is NACKed");
     assert_eq!(detail.resource_errors.len(), 1, "{detail:?}");
-    assert_eq!(
-        detail.resource_errors[0].name,
-        names::route_config("default", "gw", 8080)
-    );
+    assert_eq!(detail.resource_errors[0].name, ATTACHED);
     assert!(detail.message.contains(&missing), "{}", detail.message);
     assert_eq!(serves("good.example").await, Ok(200), "v1 keeps serving");
     assert_eq!(proxy.config_dump().await["version"], "v1");
 
     // v3: a payload of an unknown type.
-    let mut bogus = resource(route_config(&["good.example"], &missing));
+    let mut bogus = resource(attached_route(&["good.example"], &missing));
     if let Some(any) = bogus.resource.as_mut() {
         any.type_url = "type.googleapis.com/serval.config.v1.Teapot".into();
     }
@@ -237,8 +249,7 @@ async fn invalid_responses_are_nacked_and_the_last_good_config_keeps_serving() {
     let nack = next(&mut requests).await;
     let detail = nack.error_detail.expect("v3 is NACKed");
     assert!(
-        detail.message.contains("unknown type")
-            && detail.message.contains("routeconfig/default/gw/8080"),
+        detail.message.contains("unknown type") && detail.message.contains(ATTACHED),
         "{}",
         detail.message
     );
@@ -250,7 +261,7 @@ async fn invalid_responses_are_nacked_and_the_last_good_config_keeps_serving() {
         .send(send(
             "v4",
             "n4",
-            vec![resource(route_config(
+            vec![resource(attached_route(
                 &["good.example", "new.example"],
                 &cluster,
             ))],

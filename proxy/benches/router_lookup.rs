@@ -61,29 +61,51 @@ fn route(name: String, path: String, header: Option<String>) -> pb::Route {
 }
 
 fn router(n: usize, shape: Shape) -> Router {
-    let virtual_hosts = match shape {
-        Shape::Hostnames => (0..n)
-            .map(|i| pb::VirtualHost {
-                name: format!("app-{i}.example.com"),
-                domains: vec![format!("app-{i}.example.com")],
-                routes: vec![route(format!("r{i}"), "/".into(), None)],
-            })
-            .collect(),
-        Shape::Paths | Shape::Headers => vec![pb::VirtualHost {
-            name: "app.example.com".into(),
-            domains: vec!["app.example.com".into()],
-            routes: (0..n)
-                .map(|i| match shape {
-                    Shape::Paths => route(format!("r{i}"), format!("/api/{i}"), None),
-                    _ => route(
+    // One AttachedRoute per route, as the control plane sends them.
+    let attached: Vec<Resource> = (0..n)
+        .map(|i| {
+            let (host, mut r) = match shape {
+                Shape::Hostnames => (
+                    format!("app-{i}.example.com"),
+                    route(format!("r{i}"), "/".into(), None),
+                ),
+                Shape::Paths => (
+                    "app.example.com".to_owned(),
+                    route(format!("r{i}"), format!("/api/{i}"), None),
+                ),
+                Shape::Headers => (
+                    "app.example.com".to_owned(),
+                    route(
                         format!("r{i}"),
                         format!("/api/{}", i % 10),
                         Some(format!("t{i}")),
                     ),
-                })
-                .collect(),
-        }],
-    };
+                ),
+            };
+            let m = r.r#match.clone().unwrap_or_default();
+            let path_length = match m.path.and_then(|p| p.kind) {
+                Some(pb::path_match::Kind::Prefix(p)) => p.trim_end_matches('/').len(),
+                _ => 0,
+            };
+            r.precedence = Some(pb::Precedence {
+                path_kind: 2,
+                path_length: path_length as u32,
+                headers: m.headers.len() as u32,
+                namespace: "b".into(),
+                route: format!("r{i:06}"),
+                ..Default::default()
+            });
+            Resource::AttachedRoute(pb::AttachedRoute {
+                name: format!("attachedroute/b/gw/httproute/b/r{i}"),
+                routes: vec![r],
+                attachments: vec![pb::RouteAttachment {
+                    route_config: "routeconfig/b/gw/80".into(),
+                    section_name: "http".into(),
+                    hostnames: vec![host],
+                }],
+            })
+        })
+        .collect();
     let resources: BTreeMap<String, Resource> = [
         Resource::Listener(pb::Listener {
             name: "listener/b/gw/80".into(),
@@ -99,7 +121,11 @@ fn router(n: usize, shape: Shape) -> Router {
         }),
         Resource::RouteConfig(pb::RouteConfig {
             name: "routeconfig/b/gw/80".into(),
-            virtual_hosts,
+            listeners: vec![pb::ListenerHost {
+                section_name: "http".into(),
+                hostname: "*".into(),
+            }],
+            ..Default::default()
         }),
         Resource::Cluster(pb::Cluster {
             name: "cluster/b/svc/80".into(),
@@ -112,6 +138,7 @@ fn router(n: usize, shape: Shape) -> Router {
         }),
     ]
     .into_iter()
+    .chain(attached)
     .map(|r| (r.name().to_owned(), r))
     .collect();
     let mut config = compile("bench".into(), resources, BTreeMap::new(), None).expect("valid");

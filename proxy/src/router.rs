@@ -36,15 +36,15 @@ pub struct Router {
 pub struct VirtualHost {
     /// The virtual host's name.
     pub name: String,
-    /// Routes, first match wins.
-    pub routes: Vec<Route>,
+    /// Routes, first match wins (shared with the other virtual hosts they are in).
+    pub routes: Vec<Arc<Route>>,
     /// The routes indexed by path.
     pub index: PathIndex,
 }
 
 impl VirtualHost {
     /// A virtual host with its path index.
-    pub fn new(name: String, routes: Vec<Route>) -> Self {
+    pub fn new(name: String, routes: Vec<Arc<Route>>) -> Self {
         let index = PathIndex::build(routes.iter().map(|r| r.matcher.path.as_ref()));
         Self {
             name,
@@ -159,10 +159,10 @@ impl Router {
         let holds = |r: &Route| r.matcher.matches(req.method(), path, query, req.headers());
         // A short list is scanned: cheaper than the index's hash lookups.
         if vhost.routes.len() <= SCAN_LIMIT {
-            return vhost.routes.iter().find(|r| holds(r));
+            return vhost.routes.iter().find(|r| holds(r)).map(|r| &**r);
         }
         let i = vhost.index.first(path, |i| holds(&vhost.routes[i]))?;
-        vhost.routes.get(i)
+        vhost.routes.get(i).map(|r| &**r)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The difference between what a proxy holds and a view: resources to send (new or changed
-//! version) and names to remove. Pure; the delta server decides when to send it.
+//! version) and names to remove. Pure; the delta server decides when to send it, and
+//! [`super::View::delta_from`] shares one between the proxies that hold the same view.
 
 use super::{Versioned, View};
 use serval_common::Version;
@@ -30,6 +31,26 @@ pub fn diff(held: &BTreeMap<String, Version>, view: &View) -> Delta {
         .map(|(name, v)| (name.clone(), Arc::clone(v)))
         .collect();
     let removals = held
+        .keys()
+        .filter(|name| !view.resources.contains_key(*name))
+        .cloned()
+        .collect();
+    Delta { upserts, removals }
+}
+
+/// `held` → `view`, both views (a merge of two sorted maps).
+pub fn between(held: &View, view: &View) -> Delta {
+    if held.version == view.version {
+        return Delta::default();
+    }
+    let upserts = view
+        .resources
+        .iter()
+        .filter(|(name, v)| held.resources.get(*name).map(|h| &h.version) != Some(&v.version))
+        .map(|(name, v)| (name.clone(), Arc::clone(v)))
+        .collect();
+    let removals = held
+        .resources
         .keys()
         .filter(|name| !view.resources.contains_key(*name))
         .cloned()

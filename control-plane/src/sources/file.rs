@@ -132,9 +132,11 @@ impl FileSource {
                 dir: self.dir.clone(),
                 source,
             })?;
+        let mut observed_at = None;
         loop {
             match self.reload() {
-                Ok(state) => {
+                Ok(mut state) => {
+                    state.observed_at = observed_at.take();
                     for error in &state.errors {
                         tracing::warn!(%error, "config file not loaded; its last good objects are kept");
                     }
@@ -153,6 +155,7 @@ impl FileSource {
                 _ = tokio::time::sleep(timing.resync) => continue,
                 event = events.recv() => if event.is_none() { return Ok(()) },
             }
+            observed_at = Some(std::time::Instant::now());
             let deadline = tokio::time::Instant::now() + timing.max_delay;
             loop {
                 tokio::select! {

@@ -14,7 +14,7 @@ use super::{
     filters::{self, Level, Problem},
     gateway::GatewayModel,
     inputs::{Inputs, Key},
-    matching::{self, Origin, Precedence},
+    matching::{self, Origin},
     policy,
     status::{Condition, GATEWAY_API_VERSION, ObjectStatus, StatusMetadata, condition, reason},
 };
@@ -31,7 +31,7 @@ pub(super) struct RouteKind {
     /// Backends are spoken to over HTTP/2 unless their appProtocol says otherwise.
     pub(super) h2_backends: bool,
     /// Precedence between matches.
-    pub(super) precedence: fn(&pb::RouteMatch, Origin) -> Precedence,
+    pub(super) precedence: fn(&pb::RouteMatch, &Origin<'_>) -> pb::Precedence,
 }
 
 /// HTTPRoute.
@@ -50,7 +50,6 @@ pub(super) struct RouteEntry {
     pub(super) listener: usize,
     /// The hostname pattern requests must carry (`*` for any).
     pub(super) hostname: String,
-    pub(super) precedence: Precedence,
     /// Shared by every listener and hostname the match is reachable through.
     pub(super) route: Arc<pb::Route>,
     /// The route the match belongs to.
@@ -85,17 +84,6 @@ pub(super) fn translate(
         .enumerate()
         .map(|(i, g)| (g.key.clone(), i))
         .collect();
-    // Tie-breaker of the precedence rules: the oldest route, then namespace/name order.
-    let mut order: Vec<_> = routes
-        .iter()
-        .map(|(key, r)| (r.metadata.creation_timestamp.as_ref().map(|t| &t.0), key))
-        .collect();
-    order.sort();
-    let ranks: BTreeMap<&Key, usize> = order
-        .into_iter()
-        .enumerate()
-        .map(|(rank, (_, key))| (key, rank))
-        .collect();
     let mut entries = Vec::new();
     let mut statuses = Vec::new();
     for (key, route) in routes {
@@ -111,7 +99,6 @@ pub(super) fn translate(
             ns,
             name,
             route,
-            ranks.get(key).copied().unwrap_or_default(),
             &mut entries,
         ) {
             statuses.push(status);
@@ -132,7 +119,6 @@ fn translate_one(
     ns: &str,
     name: &str,
     route: &HttpRoute,
-    route_rank: usize,
     entries: &mut Vec<RouteEntry>,
 ) -> Option<ObjectStatus> {
     let generation = route.metadata.generation.unwrap_or(0);
@@ -183,7 +169,6 @@ fn translate_one(
         Ok(RulesOutcome::default())
     };
 
-    let no_match = pb::RouteMatch::default();
     let owner = Arc::new(RouteOwner {
         created: route
             .metadata
@@ -224,14 +209,6 @@ fn translate_one(
                                 gateway: *gw,
                                 listener: *listener,
                                 hostname: hostname.clone(),
-                                precedence: (kind.precedence)(
-                                    m.route.r#match.as_ref().unwrap_or(&no_match),
-                                    Origin {
-                                        route_rank,
-                                        rule: m.rule,
-                                        match_index: m.match_index,
-                                    },
-                                ),
                                 route: Arc::clone(&m.route),
                                 owner: Arc::clone(&owner),
                             });
@@ -303,8 +280,6 @@ struct RulesOutcome {
 
 #[derive(Debug)]
 struct TranslatedMatch {
-    rule: usize,
-    match_index: usize,
     route: Arc<pb::Route>,
 }
 
@@ -321,6 +296,15 @@ fn translate_rules(
 ) -> Result<RulesOutcome, (&'static str, String)> {
     let mut outcome = RulesOutcome::default();
     let rules = route.spec.rules.as_deref().unwrap_or_default();
+    // Tie-breaker of the precedence rules: the oldest route first.
+    let created = route
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| pbjson_types::Timestamp {
+            seconds: t.0.as_second(),
+            nanos: t.0.subsec_nanosecond(),
+        });
     let mut invalid_rules = 0;
     for (i, rule) in rules.iter().enumerate() {
         let rule_out = translate_rule(kind, inputs, ns, rule, i, resources, &mut outcome);
@@ -351,11 +335,20 @@ fn translate_rules(
                 action = pb::route::Action::DirectResponse(direct(500, "invalid filter\n"));
                 invalid_matches += 1;
             }
+            let precedence = (kind.precedence)(
+                &route_match,
+                &Origin {
+                    created,
+                    namespace: ns,
+                    name,
+                    rule: i,
+                    match_index: j,
+                },
+            );
             outcome.matches.push(TranslatedMatch {
-                rule: i,
-                match_index: j,
                 route: Arc::new(pb::Route {
                     name: names::route(ns, kind.name, name, i, j),
+                    precedence: Some(precedence),
                     r#match: Some(route_match),
                     filters: rule_out.filters.clone(),
                     timeouts: rule_out.timeouts,

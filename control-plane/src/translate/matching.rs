@@ -1,5 +1,5 @@
 //! HTTPRoute matches: conversion to `serval.config.v1.RouteMatch` (with validation) and the
-//! Gateway API precedence order between matches of all routes on one host.
+//! Gateway API precedence of each match, sent as a `Precedence` the proxy orders routes by.
 //!
 //! Precedence (HTTPRoute spec, `rules`): Exact path, then regular-expression path (implementation
 //! specific: Serval puts it between Exact and PathPrefix, as Envoy Gateway does), then PathPrefix
@@ -12,29 +12,33 @@ use gateway_api::experimental::httproutes::{
     HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
 };
 use serval_common::proto::config::v1 as pb;
-use std::cmp::Reverse;
-
-/// Sort key of one match: smaller sorts first (wins).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Precedence {
-    path_rank: u8,
-    path_len: Reverse<usize>,
-    no_method: bool,
-    headers: Reverse<usize>,
-    query_params: Reverse<usize>,
-    /// The route's place in (creationTimestamp, namespace, name) order.
-    route_rank: usize,
-    rule: usize,
-    match_index: usize,
-}
 
 /// Where a match comes from, for the tie-breakers.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Origin {
-    /// The route's place among all routes in (creationTimestamp, namespace, name) order.
-    pub(super) route_rank: usize,
+#[derive(Clone, Debug)]
+pub(super) struct Origin<'a> {
+    /// The route's creationTimestamp.
+    pub(super) created: Option<pbjson_types::Timestamp>,
+    pub(super) namespace: &'a str,
+    pub(super) name: &'a str,
     pub(super) rule: usize,
     pub(super) match_index: usize,
+}
+
+impl Origin<'_> {
+    fn precedence(&self) -> pb::Precedence {
+        pb::Precedence {
+            created: self.created,
+            namespace: self.namespace.to_owned(),
+            route: self.name.to_owned(),
+            rule: u32::try_from(self.rule).unwrap_or(u32::MAX),
+            r#match: u32::try_from(self.match_index).unwrap_or(u32::MAX),
+            ..Default::default()
+        }
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Converts one HTTPRouteMatch (`None`: the default, PathPrefix `/`). `Err` names the field.
@@ -131,31 +135,29 @@ fn http_header_name_invalid(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// The precedence key of a converted match.
-pub(super) fn precedence(m: &pb::RouteMatch, origin: Origin) -> Precedence {
-    let (path_rank, path_len) = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
+/// The precedence of a converted match (the proxy orders routes by it).
+pub(super) fn precedence(m: &pb::RouteMatch, origin: &Origin<'_>) -> pb::Precedence {
+    let (path_kind, path_length) = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
         Some(pb::path_match::Kind::Exact(v)) => (0, v.len()),
         Some(pb::path_match::Kind::Regex(v)) => (1, v.len()),
         // A trailing "/" does not make a prefix more specific: "/foo/" matches what "/foo" does.
         Some(pb::path_match::Kind::Prefix(v)) => (2, v.trim_end_matches('/').len()),
         None => (2, 0),
     };
-    Precedence {
-        path_rank,
-        path_len: Reverse(path_len),
-        no_method: m.method.is_empty(),
-        headers: Reverse(m.headers.len()),
-        query_params: Reverse(m.query_params.len()),
-        route_rank: origin.route_rank,
-        rule: origin.rule,
-        match_index: origin.match_index,
+    pb::Precedence {
+        path_kind,
+        path_length: count(path_length),
+        method: !m.method.is_empty(),
+        headers: count(m.headers.len()),
+        query_params: count(m.query_params.len()),
+        ..origin.precedence()
     }
 }
 
 /// The precedence key of a GRPCRoute match (converted to path form by `grpc_route`): the most
 /// characters of a matching service first, then of a matching method, then the most header
 /// matches (GRPCRouteRule ordering); ties as for HTTPRoute. Wildcard parts count no characters.
-pub(super) fn grpc_precedence(m: &pb::RouteMatch, origin: Origin) -> Precedence {
+pub(super) fn grpc_precedence(m: &pb::RouteMatch, origin: &Origin<'_>) -> pb::Precedence {
     let counted = |part: &str| if part == "[^/]+" { 0 } else { part.len() };
     let (service, method) = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
         Some(pb::path_match::Kind::Exact(v)) => {
@@ -174,15 +176,11 @@ pub(super) fn grpc_precedence(m: &pb::RouteMatch, origin: Origin) -> Precedence 
         }
         None => (0, 0),
     };
-    Precedence {
-        path_rank: 0,
+    pb::Precedence {
+        path_kind: 0,
         // Service characters dominate method characters (names are at most 1,024 long).
-        path_len: Reverse(service * 2048 + method),
-        no_method: false,
-        headers: Reverse(m.headers.len()),
-        query_params: Reverse(0),
-        route_rank: origin.route_rank,
-        rule: origin.rule,
-        match_index: origin.match_index,
+        path_length: count(service * 2048 + method),
+        headers: count(m.headers.len()),
+        ..origin.precedence()
     }
 }

@@ -1,22 +1,31 @@
-//! Listeners and RouteConfigs: one `Listener` and one `RouteConfig` per Gateway port, holding the
-//! virtual hosts of every programmed listener on that port.
+//! Listeners, RouteConfigs and AttachedRoutes: one `Listener` and one `RouteConfig` per Gateway
+//! port (naming the programmed listeners on it with their hostnames), and one `AttachedRoute` per
+//! route and Gateway (its matches with their precedence, and the listeners and hostnames they are
+//! reachable through).
 //!
-//! A request on a port belongs to the listener with the most specific hostname matching its host;
-//! within it, rules of routes with more specific hostnames come first, then Gateway API match
-//! precedence. Each virtual host's route list is complete (the proxy picks one virtual host and
-//! never falls through to another), so routes of less specific hostnames of the same listener are
-//! repeated after the more specific ones.
+//! Routes are separate resources so that changing one route sends only that route: the proxy
+//! assembles the virtual hosts of a port from its RouteConfig and the AttachedRoutes that join it
+//! (`serval-proxy`, `config::compile::route_table`). This module decides nothing about order
+//! between routes; it only carries each match's precedence.
 
-use super::{gateway::GatewayModel, hostname, http_route::RouteEntry};
+use super::{
+    gateway::GatewayModel,
+    http_route::{RouteEntry, RouteOwner},
+};
 use serval_common::{Resource, names, proto::config::v1 as pb};
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
-/// Adds the Listener and RouteConfig resources of every Gateway.
+/// Adds the Listener, RouteConfig and AttachedRoute resources of every Gateway.
 pub(super) fn build(
     gateways: &[GatewayModel],
     entries: &[RouteEntry],
     resources: &mut BTreeMap<String, Resource>,
 ) {
+    // (gateway, listener) → the RouteConfig serving it, for programmed HTTP listeners.
+    let mut served: BTreeMap<(usize, usize), String> = BTreeMap::new();
     for (g, gateway) in gateways.iter().enumerate() {
         let Some(ip) = gateway.bind_ip else { continue };
         let mut ports: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
@@ -28,16 +37,20 @@ pub(super) fn build(
         for (port, listeners) in ports {
             let (ns, name) = (&gateway.key.0, &gateway.key.1);
             let route_config_name = names::route_config(ns, name, port);
-            let port_entries: Vec<&RouteEntry> = entries
+            let mut hosts: Vec<pb::ListenerHost> = listeners
                 .iter()
-                .filter(|e| e.gateway == g && listeners.contains(&e.listener))
+                .map(|i| {
+                    let l = &gateway.listeners[*i];
+                    pb::ListenerHost {
+                        section_name: l.name.clone(),
+                        hostname: l.hostname.clone().unwrap_or_else(|| "*".to_owned()),
+                    }
+                })
                 .collect();
-            let virtual_hosts = virtual_hosts(gateway, &listeners, &port_entries);
-            let mut section_names: Vec<String> = listeners
-                .iter()
-                .map(|i| gateway.listeners[*i].name.clone())
-                .collect();
-            section_names.sort();
+            hosts.sort_by(|a, b| a.section_name.cmp(&b.section_name));
+            for i in &listeners {
+                served.insert((g, *i), route_config_name.clone());
+            }
             let listener_name = names::listener(ns, name, port);
             resources.insert(
                 listener_name.clone(),
@@ -48,7 +61,7 @@ pub(super) fn build(
                         port: u32::from(port),
                     }),
                     gateway: gateway.id(),
-                    section_names,
+                    section_names: hosts.iter().map(|h| h.section_name.clone()).collect(),
                     protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                         route_config_name: route_config_name.clone(),
                     })),
@@ -58,65 +71,70 @@ pub(super) fn build(
                 route_config_name.clone(),
                 Resource::RouteConfig(pb::RouteConfig {
                     name: route_config_name,
-                    virtual_hosts,
+                    listeners: hosts,
+                    ..Default::default()
                 }),
             );
         }
     }
+    for route in attached_routes(gateways, entries, &served) {
+        resources.insert(route.name.clone(), Resource::AttachedRoute(route));
+    }
 }
 
-fn virtual_hosts(
-    gateway: &GatewayModel,
-    listeners: &[usize],
-    entries: &[&RouteEntry],
-) -> Vec<pb::VirtualHost> {
-    let pattern_of = |i: usize| {
-        gateway.listeners[i]
-            .hostname
-            .clone()
-            .unwrap_or_else(|| "*".to_owned())
-    };
-    let mut patterns: BTreeSet<String> = listeners.iter().map(|i| pattern_of(*i)).collect();
-    patterns.extend(entries.iter().map(|e| e.hostname.clone()));
-    let mut by_hostname: BTreeMap<&str, Vec<&RouteEntry>> = BTreeMap::new();
-    for e in entries {
-        by_hostname.entry(e.hostname.as_str()).or_default().push(e);
-    }
+/// One route's entries on one Gateway.
+#[derive(Default)]
+struct Attached<'a> {
+    /// Matches in the order they were translated (rule, then match), each once.
+    routes: Vec<&'a pb::Route>,
+    seen: BTreeSet<&'a str>,
+    /// (RouteConfig, listener name) → hostnames.
+    attachments: BTreeMap<(&'a str, &'a str), BTreeSet<&'a str>>,
+}
 
-    let mut out = Vec::new();
-    for pattern in patterns {
-        // The listener that owns requests for this pattern: the most specific one covering it.
-        let Some(owner) = listeners
-            .iter()
-            .copied()
-            .filter(|i| hostname::covers(&pattern_of(*i), &pattern))
-            .min_by(|a, b| hostname::by_specificity(&pattern_of(*a), &pattern_of(*b)))
-        else {
+fn attached_routes(
+    gateways: &[GatewayModel],
+    entries: &[RouteEntry],
+    served: &BTreeMap<(usize, usize), String>,
+) -> Vec<pb::AttachedRoute> {
+    let mut by_route: BTreeMap<(usize, &Arc<RouteOwner>), Attached<'_>> = BTreeMap::new();
+    for e in entries {
+        let Some(route_config) = served.get(&(e.gateway, e.listener)) else {
             continue;
         };
-        // Entries whose hostname covers the pattern, found by lookups (not a scan of every entry).
-        let mut matching: Vec<&RouteEntry> = hostname::covering_patterns(&pattern)
-            .iter()
-            .filter_map(|h| by_hostname.get(h.as_str()))
-            .flatten()
-            .copied()
-            .filter(|e| e.listener == owner)
-            .collect();
-        matching.sort_by(|a, b| {
-            hostname::by_specificity(&a.hostname, &b.hostname)
-                .then_with(|| a.precedence.cmp(&b.precedence))
-        });
-        let mut seen = BTreeSet::new();
-        let routes: Vec<pb::Route> = matching
-            .into_iter()
-            .filter(|e| seen.insert(e.route.name.as_str()))
-            .map(|e| (*e.route).clone())
-            .collect();
-        out.push(pb::VirtualHost {
-            name: pattern.clone(),
-            domains: vec![pattern],
-            routes,
-        });
+        let attached = by_route.entry((e.gateway, &e.owner)).or_default();
+        if attached.seen.insert(&e.route.name) {
+            attached.routes.push(&e.route);
+        }
+        attached
+            .attachments
+            .entry((
+                route_config,
+                &gateways[e.gateway].listeners[e.listener].name,
+            ))
+            .or_default()
+            .insert(&e.hostname);
     }
-    out
+    by_route
+        .into_iter()
+        .map(|((g, owner), attached)| {
+            let (gw_ns, gw_name) = &gateways[g].key;
+            let (ns, name) = &owner.key;
+            pb::AttachedRoute {
+                name: names::attached_route(gw_ns, gw_name, owner.kind, ns, name),
+                routes: attached.routes.into_iter().cloned().collect(),
+                attachments: attached
+                    .attachments
+                    .into_iter()
+                    .map(
+                        |((route_config, section_name), hostnames)| pb::RouteAttachment {
+                            route_config: route_config.to_owned(),
+                            section_name: section_name.to_owned(),
+                            hostnames: hostnames.into_iter().map(str::to_owned).collect(),
+                        },
+                    )
+                    .collect(),
+            }
+        })
+        .collect()
 }

@@ -5,6 +5,7 @@
 //! This module builds values only; writing them anywhere is the caller's business.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Condition types.
 pub mod condition {
@@ -164,6 +165,83 @@ pub fn carry_transition_times(previous: &[ObjectStatus], current: &mut [ObjectSt
         );
         if let Some(old) = index.get(&key) {
             carry(old, &mut object.status);
+        }
+    }
+}
+
+/// Sets every condition's `lastTransitionTime` to `now`; [`carry_transition_times`] then restores
+/// the times of conditions that did not change. For statuses computed earlier and published again.
+pub fn restamp(statuses: &mut [ObjectStatus], now: &str) {
+    fn walk(value: &mut serde_json::Value, now: &str) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    if key == "conditions" {
+                        for c in v.as_array_mut().into_iter().flatten() {
+                            if let Some(obj) = c.as_object_mut() {
+                                obj.insert("lastTransitionTime".to_owned(), now.into());
+                            }
+                        }
+                    } else {
+                        walk(v, now);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, now)),
+            _ => {}
+        }
+    }
+    for object in statuses {
+        walk(&mut object.status, now);
+    }
+}
+
+/// Rejections listed in one Gateway's `Programmed` message; the rest are counted.
+const REJECTIONS_SHOWN: usize = 3;
+
+/// Marks each Gateway (`namespace/name` in `rejected`) whose configuration a proxy rejected (a
+/// NACK): its `Programmed` condition becomes `False` with reason `Invalid` and the proxies'
+/// messages, so `kubectl get gateway` shows that the data plane does not run what was asked.
+/// Other conditions are untouched; a Gateway not in `rejected` is unchanged.
+/// `now` is the `lastTransitionTime` of a condition this changes (an unchanged one keeps its time
+/// through [`carry_transition_times`]).
+pub fn mark_rejected(
+    statuses: &mut [ObjectStatus],
+    rejected: &BTreeMap<String, Vec<String>>,
+    now: &str,
+) {
+    for object in statuses.iter_mut().filter(|o| o.kind == "Gateway") {
+        let id = format!(
+            "{}/{}",
+            object.metadata.namespace.as_deref().unwrap_or_default(),
+            object.metadata.name
+        );
+        let Some(messages) = rejected.get(&id).filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        let mut message = messages
+            .iter()
+            .take(REJECTIONS_SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        if messages.len() > REJECTIONS_SHOWN {
+            message.push_str(&format!(
+                "; and {} more proxies",
+                messages.len() - REJECTIONS_SHOWN
+            ));
+        }
+        let conditions = object
+            .status
+            .get_mut("conditions")
+            .and_then(serde_json::Value::as_array_mut);
+        for c in conditions.into_iter().flatten() {
+            if c.get("type").and_then(serde_json::Value::as_str) == Some(condition::PROGRAMMED) {
+                c["status"] = "False".into();
+                c["reason"] = reason::INVALID.into();
+                c["lastTransitionTime"] = now.into();
+                c["message"] = message.clone().into();
+            }
         }
     }
 }

@@ -1,68 +1,109 @@
 //! The gRPC side of the delta server: one task per `DeltaConfig` stream driving a
 //! [`StreamState`], plus the health service, server reflection (v1 and v1alpha) and the admin
-//! debug service on the same port.
+//! debug service (`serval.admin.v1`) on the same port.
+//!
+//! Limits: HTTP/2 keepalive (a dead proxy is noticed within interval + timeout), a message-size
+//! limit each way, a cap on streams per connection and on streams in total, and a bound on
+//! responses being prepared at once (`max_concurrent_pushes`). A proxy that stops reading holds at
+//! most its one unacknowledged response: it never delays the others.
 //!
 //! Protocol decisions live in [`super::stream`]; this module only moves messages.
 
-use super::stream::StreamState;
+use super::{
+    fleet::{self, Fleet, Rejection},
+    stream::{Answer, StreamState},
+};
 use crate::{metrics::Metrics, snapshot::Snapshot};
-use futures::Stream;
-use parking_lot::Mutex;
+use futures::{Stream, StreamExt};
 use serval_common::{
     proto::{
         self,
         admin::v1::{
-            ListProxiesRequest, ListProxiesResponse, ProxyStatus,
+            GetProxyConfigRequest, GetProxyConfigResponse, ListProxiesRequest, ListProxiesResponse,
             admin_service_server::{AdminService, AdminServiceServer},
         },
         discovery::v1::{
-            DeltaConfigRequest, DeltaConfigResponse,
+            DeltaConfigRequest, DeltaConfigResponse, Resource,
             config_discovery_server::{ConfigDiscovery, ConfigDiscoveryServer},
         },
     },
     shutdown,
 };
 use std::{
-    collections::BTreeMap,
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::{
     net::TcpListener,
-    sync::{mpsc, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
 };
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
-/// The status of every open stream, by stream id.
-pub type Streams = Arc<Mutex<BTreeMap<u64, ProxyStatus>>>;
+/// Limits of the delta server.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// HTTP/2 PING interval on idle connections.
+    pub keepalive_interval: Duration,
+    /// A connection whose PING is not answered within this is closed.
+    pub keepalive_timeout: Duration,
+    /// Largest message accepted or sent, in bytes.
+    pub max_message_size: usize,
+    /// Streams open at once, in total (a proxy holds one).
+    pub max_streams: usize,
+    /// Streams per HTTP/2 connection.
+    pub max_streams_per_connection: u32,
+    /// Responses being prepared or waiting to be written at once.
+    pub max_concurrent_pushes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(5),
+            max_message_size: 64 * 1024 * 1024,
+            max_streams: 20_000,
+            max_streams_per_connection: 16,
+            max_concurrent_pushes: 64,
+        }
+    }
+}
 
 /// The `ConfigDiscovery` service.
 #[derive(Clone, Debug)]
 pub struct DeltaServer {
     snapshots: watch::Receiver<Arc<Snapshot>>,
-    streams: Streams,
+    fleet: Arc<Fleet>,
     metrics: Arc<Metrics>,
+    limits: Limits,
     next_id: Arc<AtomicU64>,
+    open: Arc<AtomicUsize>,
+    pushes: Arc<Semaphore>,
     shutdown: shutdown::Watch,
 }
 
 impl DeltaServer {
-    /// A server of the snapshots published on `snapshots`.
+    /// A server of the snapshots published on `snapshots`, recording its streams in `fleet`.
     pub fn new(
         snapshots: watch::Receiver<Arc<Snapshot>>,
+        fleet: Arc<Fleet>,
         metrics: Arc<Metrics>,
+        limits: Limits,
         shutdown: shutdown::Watch,
     ) -> Self {
         Self {
             snapshots,
-            streams: Streams::default(),
+            fleet,
             metrics,
+            limits,
             next_id: Arc::new(AtomicU64::new(1)),
+            open: Arc::new(AtomicUsize::new(0)),
+            pushes: Arc::new(Semaphore::new(limits.max_concurrent_pushes.max(1))),
             shutdown,
         }
     }
@@ -82,18 +123,28 @@ impl DeltaServer {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let admin = Admin {
-            streams: Arc::clone(&self.streams),
+            fleet: Arc::clone(&self.fleet),
+            snapshots: self.snapshots.clone(),
         };
+        let limits = self.limits;
         let mut shutdown = self.shutdown.clone();
         tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+            .tcp_keepalive(Some(limits.keepalive_interval))
+            .max_concurrent_streams(Some(limits.max_streams_per_connection))
             .tcp_nodelay(true)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(AdminServiceServer::new(admin))
-            .add_service(ConfigDiscoveryServer::new(self))
+            .add_service(
+                AdminServiceServer::new(admin).max_encoding_message_size(limits.max_message_size),
+            )
+            .add_service(
+                ConfigDiscoveryServer::new(self)
+                    .max_decoding_message_size(limits.max_message_size)
+                    .max_encoding_message_size(limits.max_message_size),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.fired().await
             })
@@ -104,6 +155,12 @@ impl DeltaServer {
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<DeltaConfigResponse, Status>> + Send>>;
 
+/// A response with the push permit it holds until gRPC takes it for encoding.
+type Outbound = (
+    Result<DeltaConfigResponse, Status>,
+    Option<OwnedSemaphorePermit>,
+);
+
 #[tonic::async_trait]
 impl ConfigDiscovery for DeltaServer {
     type DeltaConfigStream = ResponseStream;
@@ -113,41 +170,77 @@ impl ConfigDiscovery for DeltaServer {
         request: Request<Streaming<DeltaConfigRequest>>,
     ) -> Result<Response<Self::DeltaConfigStream>, Status> {
         let peer = request.remote_addr();
+        let open = OpenStream::try_new(&self.open, self.limits.max_streams).ok_or_else(|| {
+            self.metrics.xds_rejected_streams.inc();
+            Status::resource_exhausted(format!(
+                "this control plane serves at most {} streams",
+                self.limits.max_streams
+            ))
+        })?;
         let inbound = request.into_inner();
         // Capacity 2: at most one response is in flight, plus a closing error.
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::channel::<Outbound>(2);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let task = StreamTask {
             id,
+            peer,
             inbound,
             tx,
             snapshots: self.snapshots.clone(),
-            streams: Arc::clone(&self.streams),
+            fleet: Arc::clone(&self.fleet),
             metrics: Arc::clone(&self.metrics),
+            pushes: Arc::clone(&self.pushes),
             shutdown: self.shutdown.clone(),
+            _open: open,
         };
         tokio::spawn(tracing::Instrument::instrument(
             task.run(),
             tracing::info_span!("delta_stream", id, peer = ?peer),
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // The permit is dropped as gRPC takes the response to encode it.
+        let outbound = ReceiverStream::new(rx).map(|(response, _permit)| response);
+        Ok(Response::new(Box::pin(outbound)))
+    }
+}
+
+/// Counts an open stream while alive.
+#[derive(Debug)]
+struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn try_new(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()?;
+        Some(Self(Arc::clone(open)))
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 struct StreamTask {
     id: u64,
+    peer: Option<std::net::SocketAddr>,
     inbound: Streaming<DeltaConfigRequest>,
-    tx: mpsc::Sender<Result<DeltaConfigResponse, Status>>,
+    tx: mpsc::Sender<Outbound>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
-    streams: Streams,
+    fleet: Arc<Fleet>,
     metrics: Arc<Metrics>,
+    pushes: Arc<Semaphore>,
     shutdown: shutdown::Watch,
+    _open: OpenStream,
 }
 
 impl StreamTask {
     async fn run(mut self) {
         self.metrics.xds_streams.inc();
         let mut state = StreamState::default();
+        let mut sent_at: Option<Instant> = None;
         self.snapshots.borrow_and_update();
         loop {
             let response = tokio::select! {
@@ -155,23 +248,28 @@ impl StreamTask {
                 _ = self.tx.closed() => break,
                 message = self.inbound.message() => match message {
                     Ok(Some(request)) => {
+                        let first = state.node().is_none();
                         let snapshot = Arc::clone(&self.snapshots.borrow_and_update());
-                        let before = state.answers();
-                        let result = state.on_request(&request, &snapshot);
-                        let after = state.answers();
-                        self.metrics.xds_acks.inc_by(after.0 - before.0);
-                        self.metrics.xds_nacks.inc_by(after.1 - before.1);
-                        if after.1 > before.1 {
-                            tracing::warn!(error = state.last_error().unwrap_or_default(), "proxy rejected a configuration (NACK)");
-                        }
-                        match result {
-                            Ok(response) => response,
+                        let _permit = self.permit().await;
+                        let step = match state.on_request(&request, &snapshot) {
+                            Ok(step) => step,
                             Err(error) => {
                                 tracing::warn!(%error, "closing stream");
-                                let _ = self.tx.send(Err(Status::invalid_argument(error.to_string()))).await;
+                                let _ = self.tx.send((Err(Status::invalid_argument(error.to_string())), None)).await;
                                 break;
                             }
+                        };
+                        if first && let Some(node) = state.node() {
+                            tracing::info!(node = %node.id, gateways = ?node.gateways, "proxy connected");
+                            self.fleet.connect(self.id, node.clone(), self.peer, &state);
                         }
+                        if let Some(answer) = step.answer {
+                            if let Some(at) = sent_at.take() {
+                                self.metrics.xds_push_seconds.observe(at.elapsed().as_secs_f64());
+                            }
+                            self.answered(answer, &state, &snapshot);
+                        }
+                        step.response
                     }
                     Ok(None) => break,
                     Err(status) => {
@@ -184,10 +282,10 @@ impl StreamTask {
                         break;
                     }
                     let snapshot = Arc::clone(&self.snapshots.borrow_and_update());
+                    let _permit = self.permit().await;
                     state.on_snapshot(&snapshot)
                 }
             };
-            self.record(&state);
             if let Some(response) = response {
                 tracing::debug!(
                     version = %response.system_version_info,
@@ -196,33 +294,65 @@ impl StreamTask {
                     "sending delta"
                 );
                 self.metrics.xds_responses.inc();
-                if self.tx.send(Ok(response)).await.is_err() {
+                sent_at = Some(Instant::now());
+                let permit = self.permit().await;
+                if self.tx.send((Ok(response), permit)).await.is_err() {
                     break;
                 }
             }
         }
-        self.streams.lock().remove(&self.id);
+        self.fleet.disconnect(self.id);
         self.metrics.xds_streams.dec();
     }
 
-    fn record(&self, state: &StreamState) {
+    async fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.pushes).acquire_owned().await.ok()
+    }
+
+    fn answered(&self, answer: Answer, state: &StreamState, snapshot: &Snapshot) {
         let Some(node) = state.node() else { return };
-        let status = ProxyStatus {
-            node_id: node.id.clone(),
-            gateways: node.gateways.clone(),
-            acked_version: state.acked().map(|v| v.to_string()).unwrap_or_default(),
-            nacked_version: state.nacked().map(|v| v.to_string()).unwrap_or_default(),
-            last_error: state.last_error().unwrap_or_default().to_owned(),
-            resource_count: u32::try_from(state.held_count()).unwrap_or(u32::MAX),
-        };
-        self.streams.lock().insert(self.id, status);
+        match answer {
+            Answer::Ack { sequence } => {
+                self.metrics.xds_acks.inc();
+                self.fleet.acked(self.id, sequence, state);
+            }
+            Answer::Nack { version, error } => {
+                self.metrics.xds_nacks.inc();
+                let resources: Vec<String> = error
+                    .resource_errors
+                    .iter()
+                    .map(|e| e.name.clone())
+                    .collect();
+                let view = snapshot.view(&node.gateways);
+                let gateways = fleet::rejected_gateways(node, &error, &view);
+                tracing::warn!(
+                    node = %node.id,
+                    version = %version,
+                    resources = ?resources,
+                    gateways = ?gateways,
+                    error = %error.message,
+                    "proxy rejected a configuration (NACK)"
+                );
+                self.fleet.nacked(
+                    self.id,
+                    Rejection {
+                        node: node.id.clone(),
+                        version,
+                        message: error.message,
+                        resources,
+                        gateways,
+                    },
+                );
+            }
+        }
     }
 }
 
-/// The `AdminService`: what each connected proxy holds.
+/// The `AdminService`: which proxies are connected and what they hold.
 #[derive(Clone, Debug)]
 struct Admin {
-    streams: Streams,
+    fleet: Arc<Fleet>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
 }
 
 #[tonic::async_trait]
@@ -231,8 +361,49 @@ impl AdminService for Admin {
         &self,
         _request: Request<ListProxiesRequest>,
     ) -> Result<Response<ListProxiesResponse>, Status> {
-        let mut proxies: Vec<ProxyStatus> = self.streams.lock().values().cloned().collect();
-        proxies.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        Ok(Response::new(ListProxiesResponse { proxies }))
+        let snapshot = Arc::clone(&self.snapshots.borrow());
+        Ok(Response::new(ListProxiesResponse {
+            proxies: self.fleet.list(&snapshot),
+            snapshot_version: snapshot.version.to_string(),
+        }))
+    }
+
+    async fn get_proxy_config(
+        &self,
+        request: Request<GetProxyConfigRequest>,
+    ) -> Result<Response<GetProxyConfigResponse>, Status> {
+        let node_id = request.into_inner().node_id;
+        let record = self
+            .fleet
+            .get(&node_id)
+            .ok_or_else(|| Status::not_found(format!("no proxy {node_id:?} is connected")))?;
+        let snapshot = Arc::clone(&self.snapshots.borrow());
+        let proxy = self
+            .fleet
+            .list(&snapshot)
+            .into_iter()
+            .rev()
+            .find(|p| p.node_id == node_id);
+        let resources = match (&record.acked, &record.initial) {
+            (Some(view), _) => view
+                .resources
+                .iter()
+                .map(|(name, v)| Resource {
+                    name: name.clone(),
+                    version: v.version.to_string(),
+                    resource: Some(v.any.clone()),
+                })
+                .collect(),
+            (None, Some(initial)) => initial
+                .iter()
+                .map(|(name, version)| Resource {
+                    name: name.clone(),
+                    version: version.clone(),
+                    resource: None,
+                })
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        Ok(Response::new(GetProxyConfigResponse { proxy, resources }))
     }
 }

@@ -8,7 +8,7 @@ use super::{Config, ListenerConfig, UdpListenerConfig};
 use crate::l4::L4Backends;
 use crate::{
     router::{
-        Action, Backend, DirectResponse, Route, Router, Target, VirtualHost, WeightedBackends,
+        Action, Backend, DirectResponse, Route, Router, Target, WeightedBackends,
         matching::{PathMatch, RouteMatch, ValueMatch},
     },
     upstream::{Cluster, Endpoint, Protocol, lb},
@@ -54,7 +54,11 @@ impl CompileError {
     }
 }
 
-fn invalid(resource: &str, field: impl Into<String>, reason: impl Into<String>) -> CompileError {
+pub(super) fn invalid(
+    resource: &str,
+    field: impl Into<String>,
+    reason: impl Into<String>,
+) -> CompileError {
     CompileError::Invalid {
         resource: resource.to_owned(),
         field: field.into(),
@@ -75,6 +79,20 @@ pub fn compile(
             clusters.insert(c.name.clone(), Arc::new(cluster(c, &resources)?));
         }
     }
+    let route_configs: BTreeMap<&str, &pb::RouteConfig> = resources
+        .values()
+        .filter_map(|r| match r {
+            Resource::RouteConfig(rc) => Some((rc.name.as_str(), rc)),
+            _ => None,
+        })
+        .collect();
+    let attached = route_table::index(
+        resources.values().filter_map(|r| match r {
+            Resource::AttachedRoute(ar) => Some(ar),
+            _ => None,
+        }),
+        &route_configs,
+    )?;
     // Sockets, each with the Listener resources bound to it (by name, so the first name wins a
     // host pattern that two of them define).
     let mut sockets: BTreeMap<SocketAddr, Vec<&pb::Listener>> = BTreeMap::new();
@@ -113,7 +131,11 @@ pub fn compile(
                             missing: http.route_config_name.clone(),
                         });
                     };
-                    add_route_config(&mut router, rc, &clusters)?;
+                    let attached = attached
+                        .get(rc.name.as_str())
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    route_table::add(&mut router, rc, attached, &clusters)?;
                 }
             }
         }
@@ -259,41 +281,7 @@ fn cluster(
     })
 }
 
-fn add_route_config(
-    router: &mut Router,
-    rc: &pb::RouteConfig,
-    clusters: &BTreeMap<String, Arc<Cluster>>,
-) -> Result<(), CompileError> {
-    for (v, vh) in rc.virtual_hosts.iter().enumerate() {
-        let mut routes = Vec::with_capacity(vh.routes.len());
-        for (r, route) in vh.routes.iter().enumerate() {
-            let field = format!("virtual_hosts[{v}].routes[{r}]");
-            routes.push(compile_route(&rc.name, &field, route, clusters)?);
-        }
-        let vhost = Arc::new(VirtualHost::new(vh.name.clone(), routes));
-        if vh.domains.is_empty() {
-            return Err(invalid(
-                &rc.name,
-                format!("virtual_hosts[{v}].domains"),
-                "must not be empty",
-            ));
-        }
-        for (d, domain) in vh.domains.iter().enumerate() {
-            if let Err(reason) = validate::host_pattern(domain, true) {
-                return Err(invalid(
-                    &rc.name,
-                    format!("virtual_hosts[{v}].domains[{d}]"),
-                    reason,
-                ));
-            }
-            // A pattern two Listener resources on one socket both define: the first keeps it.
-            router.hosts.insert(domain, Arc::clone(&vhost));
-        }
-    }
-    Ok(())
-}
-
-fn compile_route(
+pub(super) fn compile_route(
     resource: &str,
     field: &str,
     route: &pb::Route,
@@ -494,5 +482,6 @@ fn value_match(
 }
 
 mod filters;
+mod route_table;
 #[cfg(test)]
 mod tests;

@@ -184,6 +184,7 @@ pub(super) async fn run(
             update = updates.recv() => update,
         };
         let Some(update) = update else { return };
+        let observed_at = std::time::Instant::now();
         log_listing(&update);
         store.apply(update);
         // Debounce: wait for a quiet period, but never longer than max_delay in all.
@@ -203,7 +204,9 @@ pub(super) async fn run(
             }
         }
         store.count(&metrics);
-        publish.send_replace(Arc::new(store.state()));
+        let mut state = store.state();
+        state.observed_at = Some(observed_at);
+        publish.send_replace(Arc::new(state));
     }
 }
 

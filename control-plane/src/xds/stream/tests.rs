@@ -29,7 +29,7 @@ fn snapshot(listeners: &[(&str, u16)]) -> Snapshot {
             rc.clone(),
             Resource::RouteConfig(pb::RouteConfig {
                 name: rc,
-                virtual_hosts: vec![],
+                ..Default::default()
             }),
         );
     }
@@ -80,10 +80,16 @@ fn first_response_carries_the_whole_view_then_ack_settles() {
     let r = s
         .on_request(&hello(&[], &[]), &snap)
         .expect("ok")
+        .response
         .expect("response");
     assert_eq!(names_of(&r), ["listener/ns/a/80", "routeconfig/ns/a/80"]);
     assert_eq!(r.system_version_info, snap.version.to_string());
-    assert!(s.on_request(&ack(&r.nonce), &snap).expect("ok").is_none());
+    assert!(
+        s.on_request(&ack(&r.nonce), &snap)
+            .expect("ok")
+            .response
+            .is_none()
+    );
     assert_eq!(s.acked(), Some(&snap.version));
     assert_eq!(
         s.on_snapshot(&snap),
@@ -99,9 +105,15 @@ fn empty_view_still_gets_one_response_to_ack() {
     let r = s
         .on_request(&hello(&[], &[]), &snap)
         .expect("ok")
+        .response
         .expect("response");
     assert!(r.resources.is_empty() && r.removed_resources.is_empty());
-    assert!(s.on_request(&ack(&r.nonce), &snap).expect("ok").is_none());
+    assert!(
+        s.on_request(&ack(&r.nonce), &snap)
+            .expect("ok")
+            .response
+            .is_none()
+    );
 }
 
 #[test]
@@ -113,12 +125,14 @@ fn changes_coalesce_while_a_response_is_unacknowledged() {
     let r1 = s
         .on_request(&hello(&[], &[]), &s1)
         .expect("ok")
+        .response
         .expect("response");
     assert_eq!(s.on_snapshot(&s2), None, "one response in flight at most");
     assert_eq!(s.on_snapshot(&s3), None, "one response in flight at most");
     let r2 = s
         .on_request(&ack(&r1.nonce), &s3)
         .expect("ok")
+        .response
         .expect("coalesced");
     assert_eq!(names_of(&r2), ["listener/ns/a/81", "routeconfig/ns/a/81"]);
     assert_eq!(
@@ -138,11 +152,15 @@ fn nacked_version_is_not_resent_but_the_next_one_is() {
     let r1 = s
         .on_request(&hello(&[], &[]), &s1)
         .expect("ok")
+        .response
         .expect("r1");
     s.on_request(&ack(&r1.nonce), &s1).expect("ok");
     let r2 = s.on_snapshot(&s2).expect("r2");
     assert!(
-        s.on_request(&nack(&r2.nonce), &s2).expect("ok").is_none(),
+        s.on_request(&nack(&r2.nonce), &s2)
+            .expect("ok")
+            .response
+            .is_none(),
         "no resend after NACK"
     );
     assert_eq!(s.nacked(), Some(&s2.version));
@@ -177,13 +195,19 @@ fn initial_resource_versions_are_honoured() {
     let r = s
         .on_request(&hello(&[], &all), &snap)
         .expect("ok")
+        .response
         .expect("the first request is answered");
     assert!(
         r.resources.is_empty() && r.removed_resources.is_empty(),
         "nothing changed, nothing sent"
     );
     assert_eq!(r.system_version_info, snap.version.to_string());
-    assert!(s.on_request(&ack(&r.nonce), &snap).expect("ok").is_none());
+    assert!(
+        s.on_request(&ack(&r.nonce), &snap)
+            .expect("ok")
+            .response
+            .is_none()
+    );
     assert_eq!(s.acked(), Some(&snap.version));
 
     let mut partial = all.clone();
@@ -193,6 +217,7 @@ fn initial_resource_versions_are_honoured() {
     let r = s
         .on_request(&hello(&[], &partial), &snap)
         .expect("ok")
+        .response
         .expect("difference");
     assert_eq!(names_of(&r), ["listener/ns/a/81", "routeconfig/ns/a/81"]);
     assert_eq!(r.removed_resources, ["cluster/ns/gone/80"]);
@@ -205,10 +230,12 @@ fn stale_nonce_is_ignored() {
     let r1 = s
         .on_request(&hello(&[], &[]), &s1)
         .expect("ok")
+        .response
         .expect("r1");
     assert!(
         s.on_request(&ack("not-the-nonce"), &s1)
             .expect("ok")
+            .response
             .is_none()
     );
     assert_eq!(s.acked(), None, "a stale nonce acknowledges nothing");
@@ -223,6 +250,7 @@ fn proxy_receives_only_its_gateways() {
     let r = s
         .on_request(&hello(&["ns/b"], &[]), &snap)
         .expect("ok")
+        .response
         .expect("r");
     assert_eq!(names_of(&r), ["listener/ns/b/80", "routeconfig/ns/b/80"]);
 }
@@ -232,15 +260,15 @@ fn first_request_must_name_the_node() {
     let snap = snapshot(&[]);
     let mut s = StreamState::default();
     assert_eq!(
-        s.on_request(&ack(""), &snap),
-        Err(ProtocolError::MissingNode)
+        s.on_request(&ack(""), &snap).err(),
+        Some(ProtocolError::MissingNode)
     );
     let mut empty = hello(&[], &[]);
     if let Some(n) = empty.node.as_mut() {
         n.id.clear();
     }
     assert_eq!(
-        StreamState::default().on_request(&empty, &snap),
-        Err(ProtocolError::EmptyNodeId)
+        StreamState::default().on_request(&empty, &snap).err(),
+        Some(ProtocolError::EmptyNodeId)
     );
 }

@@ -18,15 +18,49 @@ fn listener(gw: &str, ip: &str, port: u32) -> Resource {
     })
 }
 
-fn route_config(gw: &str, domain: &str, route: pb::Route) -> Resource {
+/// The RouteConfig of `gw`'s port 80 with listeners (section name, hostname).
+fn route_config_with(gw: &str, listeners: &[(&str, &str)]) -> Resource {
     Resource::RouteConfig(pb::RouteConfig {
         name: names::route_config("ns", gw, 80),
-        virtual_hosts: vec![pb::VirtualHost {
-            name: domain.into(),
-            domains: vec![domain.into()],
-            routes: vec![route],
+        listeners: listeners
+            .iter()
+            .map(|(section, host)| pb::ListenerHost {
+                section_name: (*section).into(),
+                hostname: (*host).into(),
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// Route `route.name` of `gw`, attached through listener `section` for `hostnames`.
+fn attached(gw: &str, section: &str, hostnames: &[&str], route: pb::Route) -> Resource {
+    let name = route.name.clone();
+    let route = pb::Route {
+        precedence: route.precedence.clone().or(Some(pb::Precedence {
+            namespace: "ns".into(),
+            route: name.clone(),
+            ..Default::default()
+        })),
+        ..route
+    };
+    Resource::AttachedRoute(pb::AttachedRoute {
+        name: names::attached_route("ns", gw, "HTTPRoute", "ns", &name),
+        routes: vec![route],
+        attachments: vec![pb::RouteAttachment {
+            route_config: names::route_config("ns", gw, 80),
+            section_name: section.into(),
+            hostnames: hostnames.iter().map(|h| (*h).into()).collect(),
         }],
     })
+}
+
+/// A RouteConfig with one listener `http` (any host) and `route` for `domain`.
+fn route_config(gw: &str, domain: &str, route: pb::Route) -> Vec<Resource> {
+    vec![
+        route_config_with(gw, &[("http", "*")]),
+        attached(gw, "http", &[domain], route),
+    ]
 }
 
 fn direct_route(name: &str, path: pb::path_match::Kind) -> pb::Route {
@@ -75,19 +109,20 @@ fn missing_route_config_names_the_listener() {
 
 #[test]
 fn invalid_regex_names_the_field() {
-    let resources = set(vec![
-        listener("a", "127.0.0.1", 80),
+    let resources = set([
+        vec![listener("a", "127.0.0.1", 80)],
         route_config(
             "a",
             "*",
             direct_route("r", pb::path_match::Kind::Regex("(".into())),
         ),
-    ]);
+    ]
+    .concat());
     let err = compile("v".into(), resources, BTreeMap::new(), None).expect_err("bad regex");
     let text = err.to_string();
     assert!(
         text.starts_with(
-            "routeconfig/ns/a/80: virtual_hosts[0].routes[0].match.path.regex: invalid regular expression"
+            "attachedroute/ns/a/httproute/ns/r: routes[0].match.path.regex: invalid regular expression"
         ),
         "{text}"
     );
@@ -115,12 +150,15 @@ fn listener_address_must_be_an_ip_and_port() {
 
 #[test]
 fn bind_address_merges_listeners_onto_one_socket_first_name_wins() {
-    let resources = set(vec![
-        listener("a", "127.0.10.1", 80),
-        listener("b", "127.0.10.2", 80),
+    let resources = set([
+        vec![
+            listener("a", "127.0.10.1", 80),
+            listener("b", "127.0.10.2", 80),
+        ],
         route_config("a", "shared.example", direct_route("from-a", prefix("/"))),
         route_config("b", "shared.example", direct_route("from-b", prefix("/"))),
-    ]);
+    ]
+    .concat());
     let separate = compile("v".into(), resources.clone(), BTreeMap::new(), None).expect("valid");
     assert_eq!(separate.listeners.len(), 2);
     let merged = compile(
@@ -140,8 +178,8 @@ fn bind_address_merges_listeners_onto_one_socket_first_name_wins() {
 
 #[test]
 fn zero_weight_backends_are_never_picked() {
-    let resources = set(vec![
-        listener("a", "127.0.0.1", 80),
+    let resources = set([
+        vec![listener("a", "127.0.0.1", 80)],
         route_config(
             "a",
             "*",
@@ -163,7 +201,8 @@ fn zero_weight_backends_are_never_picked() {
                 ..Default::default()
             },
         ),
-    ]);
+    ]
+    .concat());
     let config = compile("v".into(), resources, BTreeMap::new(), None).expect("valid");
     let socket = &config.listeners[&SocketAddr::from(([127, 0, 0, 1], 80))];
     let req = http::Request::get("/").body(()).expect("request");
@@ -173,4 +212,164 @@ fn zero_weight_backends_are_never_picked() {
     };
     assert_eq!(backends.total, 0);
     assert!(backends.pick().is_none());
+}
+
+fn route_name(config: &Config, host: &str, path: &str) -> Option<String> {
+    let socket = &config.listeners[&SocketAddr::from(([127, 0, 0, 1], 80))];
+    let req = http::Request::get(path).body(()).expect("request");
+    socket.router.route(host, &req).map(|r| r.name.clone())
+}
+
+#[test]
+fn a_host_belongs_to_the_most_specific_listener_and_only_its_routes() {
+    let resources = set(vec![
+        listener("a", "127.0.0.1", 80),
+        route_config_with("a", &[("any", "*"), ("wild", "*.example.com")]),
+        attached(
+            "a",
+            "wild",
+            &["*.example.com"],
+            direct_route("api", prefix("/api")),
+        ),
+        attached("a", "any", &["*"], direct_route("catch-all", prefix("/"))),
+    ]);
+    let config = compile("v".into(), resources, BTreeMap::new(), None).expect("valid");
+    assert_eq!(
+        route_name(&config, "x.example.com", "/api").as_deref(),
+        Some("api")
+    );
+    // The `wild` listener owns x.example.com: the catch-all of `any` does not serve it.
+    assert_eq!(route_name(&config, "x.example.com", "/other"), None);
+    assert_eq!(
+        route_name(&config, "other.org", "/api").as_deref(),
+        Some("catch-all")
+    );
+}
+
+#[test]
+fn routes_of_less_specific_hostnames_follow_within_a_listener() {
+    let resources = set(vec![
+        listener("a", "127.0.0.1", 80),
+        route_config_with("a", &[("http", "*")]),
+        attached(
+            "a",
+            "http",
+            &["a.example.com"],
+            direct_route("exact-host", prefix("/x")),
+        ),
+        attached("a", "http", &["*"], direct_route("any-host", prefix("/"))),
+    ]);
+    let config = compile("v".into(), resources, BTreeMap::new(), None).expect("valid");
+    assert_eq!(
+        route_name(&config, "a.example.com", "/x").as_deref(),
+        Some("exact-host")
+    );
+    assert_eq!(
+        route_name(&config, "a.example.com", "/y").as_deref(),
+        Some("any-host")
+    );
+    assert_eq!(
+        route_name(&config, "b.example.com", "/x").as_deref(),
+        Some("any-host")
+    );
+}
+
+#[test]
+fn precedence_orders_routes_across_attached_routes() {
+    let with = |name: &str, path: &str, p: pb::Precedence| pb::Route {
+        precedence: Some(p),
+        ..direct_route(name, prefix(path))
+    };
+    let resources = set(vec![
+        listener("a", "127.0.0.1", 80),
+        route_config_with("a", &[("http", "*")]),
+        attached(
+            "a",
+            "http",
+            &["*"],
+            with(
+                "short",
+                "/",
+                pb::Precedence {
+                    path_kind: 2,
+                    path_length: 0,
+                    ..Default::default()
+                },
+            ),
+        ),
+        attached(
+            "a",
+            "http",
+            &["*"],
+            with(
+                "long",
+                "/api",
+                pb::Precedence {
+                    path_kind: 2,
+                    path_length: 4,
+                    ..Default::default()
+                },
+            ),
+        ),
+    ]);
+    let config = compile("v".into(), resources, BTreeMap::new(), None).expect("valid");
+    assert_eq!(route_name(&config, "h", "/api/x").as_deref(), Some("long"));
+    assert_eq!(route_name(&config, "h", "/else").as_deref(), Some("short"));
+}
+
+#[test]
+fn attachments_must_name_a_held_route_config_and_one_of_its_listeners() {
+    let route = attached("a", "http", &["*"], direct_route("r", prefix("/")));
+    let err = compile(
+        "v".into(),
+        set(vec![listener("a", "127.0.0.1", 80), route.clone()]),
+        BTreeMap::new(),
+        None,
+    )
+    .expect_err("no route config");
+    assert_eq!(
+        err,
+        CompileError::Missing {
+            resource: "attachedroute/ns/a/httproute/ns/r".into(),
+            missing: "routeconfig/ns/a/80".into(),
+        }
+    );
+    let err = compile(
+        "v".into(),
+        set(vec![
+            listener("a", "127.0.0.1", 80),
+            route_config_with("a", &[("other", "*")]),
+            route,
+        ]),
+        BTreeMap::new(),
+        None,
+    )
+    .expect_err("unknown listener");
+    assert!(
+        err.to_string()
+            .contains("attachments[0].section_name: routeconfig/ns/a/80 has no listener \"http\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn inline_virtual_hosts_are_refused() {
+    #[allow(deprecated)]
+    let old = Resource::RouteConfig(pb::RouteConfig {
+        name: names::route_config("ns", "a", 80),
+        virtual_hosts: vec![pb::VirtualHost::default()],
+        listeners: vec![],
+    });
+    let err = compile(
+        "v".into(),
+        set(vec![listener("a", "127.0.0.1", 80), old]),
+        BTreeMap::new(),
+        None,
+    )
+    .expect_err("deprecated field");
+    assert!(
+        err.to_string()
+            .contains("virtual_hosts: no longer supported"),
+        "{err}"
+    );
 }

@@ -1,7 +1,8 @@
 //! Gateway API hostname rules: matching a host against a pattern (`foo.com`, `*.foo.com`, `*`),
 //! intersecting a Listener's hostname with a Route's, and ordering patterns by specificity.
 //!
-//! Hostnames are compared case-insensitively (callers pass lower-case values).
+//! Hostnames are compared case-insensitively (callers pass lower-case values). Shared by the
+//! control plane (attaching routes) and the proxy (assembling virtual hosts).
 
 use std::cmp::Ordering;
 
