@@ -12,6 +12,7 @@ pub mod readiness;
 pub mod resource;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 pub mod version;
 

@@ -6,7 +6,7 @@ use crate::{
     kubernetes, leader, sources::file::Timing, standalone, status_writer, xds::server::Limits,
 };
 use clap::{Parser, Subcommand};
-use serval_common::telemetry::LogFormat;
+use serval_common::{telemetry::LogFormat, tls::TlsFiles};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// `serval-control-plane`: Gateway API objects in, proxy configuration out.
@@ -30,6 +30,113 @@ pub enum Command {
     /// Watch the Kubernetes API (in-cluster or kubeconfig), serve the delta protocol to proxies,
     /// and write Gateway API status back (the leader replica only).
     Kubernetes(KubernetesArgs),
+    /// Print the proxies connected to a control plane (with a node id: what that proxy holds).
+    ProxyStatus(ProxyStatusArgs),
+    /// Write a CA and the certificates mutual TLS on the delta protocol needs (and, with
+    /// `--kubernetes-namespace`, the Secrets the manifests mount).
+    Certgen(CertgenArgs),
+}
+
+/// `proxy-status` options.
+#[derive(Debug, clap::Args)]
+pub struct ProxyStatusArgs {
+    /// Show what this proxy holds instead of the whole fleet.
+    pub node_id: Option<String>,
+    /// The control plane's delta server: `https://HOST:PORT`, or `http://HOST:PORT` with
+    /// `--xds-plaintext`.
+    #[arg(
+        long,
+        env = "SERVAL_XDS_SERVER",
+        default_value = "http://127.0.0.1:18000"
+    )]
+    pub xds_server: String,
+    /// Connect without TLS.
+    #[arg(long)]
+    pub xds_plaintext: bool,
+    /// PEM admin client certificate (`certgen` writes `admin.crt`).
+    #[arg(long, env = "SERVAL_XDS_CERT")]
+    pub xds_cert: Option<PathBuf>,
+    /// PEM private key of `--xds-cert`.
+    #[arg(long, env = "SERVAL_XDS_KEY")]
+    pub xds_key: Option<PathBuf>,
+    /// PEM CA certificate the control plane's certificate must chain to.
+    #[arg(long, env = "SERVAL_XDS_CA")]
+    pub xds_ca: Option<PathBuf>,
+    /// The name the control plane's certificate must carry; default: the host of `--xds-server`.
+    #[arg(long)]
+    pub xds_server_name: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: crate::proxy_status::Output,
+}
+
+impl ProxyStatusArgs {
+    /// How to connect, with the same rules as `serval-proxy`.
+    pub fn connector(&self) -> Result<serval_proxy::xds::tls::Connector, String> {
+        serval_proxy::args::connector(
+            &self.xds_server,
+            self.xds_plaintext,
+            (
+                self.xds_cert.clone(),
+                self.xds_key.clone(),
+                self.xds_ca.clone(),
+            ),
+            self.xds_server_name.clone(),
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// `certgen` options.
+#[derive(Debug, clap::Args)]
+pub struct CertgenArgs {
+    /// Folder to write into (an existing `ca.crt`/`ca.key` there is reused).
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// DNS name or IP of the control plane's certificate; repeat for several.
+    #[arg(
+        long = "server-name",
+        default_values_t = [
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "serval-control-plane".to_owned(),
+            "serval-control-plane.serval-system".to_owned(),
+            "serval-control-plane.serval-system.svc".to_owned(),
+            "serval-control-plane.serval-system.svc.cluster.local".to_owned(),
+        ]
+    )]
+    pub server_names: Vec<String>,
+    /// File name of the proxy certificate (`NAME.crt`, `NAME.key`).
+    #[arg(long, default_value = "proxy")]
+    pub proxy_name: String,
+    /// A Gateway (`NAMESPACE/NAME`) the proxy certificate allows; repeat for several. With no
+    /// `--proxy-gateway` and no `--proxy-gateway-class`: every Gateway.
+    #[arg(long = "proxy-gateway")]
+    pub proxy_gateways: Vec<String>,
+    /// A GatewayClass whose Gateways the proxy certificate allows; repeat for several.
+    #[arg(long = "proxy-gateway-class")]
+    pub proxy_gateway_classes: Vec<String>,
+    /// Validity of the certificates in days (the CA: ten times as long).
+    #[arg(long, default_value = "365")]
+    pub valid_days: u32,
+    /// Also write `secrets.yaml` with the Secrets (`serval-xds-server`, `serval-xds-PROXY_NAME`,
+    /// `serval-xds-admin`) in this namespace.
+    #[arg(long)]
+    pub kubernetes_namespace: Option<String>,
+}
+
+impl From<CertgenArgs> for crate::certgen::Request {
+    fn from(a: CertgenArgs) -> Self {
+        Self {
+            out_dir: a.out_dir,
+            server_names: a.server_names,
+            proxy_name: a.proxy_name,
+            proxy_gateways: a.proxy_gateways,
+            proxy_gateway_classes: a.proxy_gateway_classes,
+            valid_days: a.valid_days,
+            kubernetes_namespace: a.kubernetes_namespace,
+        }
+    }
 }
 
 /// `kubernetes` options.
@@ -44,7 +151,8 @@ pub struct KubernetesArgs {
     /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`, `/status`).
     #[arg(long, default_value = "0.0.0.0:19000")]
     pub admin_addr: SocketAddr,
-    /// Serve the delta protocol without TLS. Required for now: mutual TLS is not implemented yet.
+    /// Serve the delta protocol without TLS (instead of mutual TLS with `--xds-cert`, `--xds-key`,
+    /// `--xds-ca`).
     #[arg(long)]
     pub xds_plaintext: bool,
     /// The GatewayClass controllerName to own.
@@ -108,6 +216,15 @@ pub struct XdsArgs {
     /// Largest delta message accepted or sent, in bytes.
     #[arg(long, default_value = "67108864")]
     pub xds_max_message_bytes: usize,
+    /// PEM certificate the delta server presents (mutual TLS).
+    #[arg(long, env = "SERVAL_XDS_CERT")]
+    pub xds_cert: Option<PathBuf>,
+    /// PEM private key of `--xds-cert`.
+    #[arg(long, env = "SERVAL_XDS_KEY")]
+    pub xds_key: Option<PathBuf>,
+    /// PEM CA certificate proxies' client certificates must chain to.
+    #[arg(long, env = "SERVAL_XDS_CA")]
+    pub xds_ca: Option<PathBuf>,
     /// Delta streams (proxies) served at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value = "20000")]
     pub xds_max_streams: usize,
@@ -117,6 +234,19 @@ pub struct XdsArgs {
 }
 
 impl XdsArgs {
+    /// The TLS files: all three or none.
+    fn tls(&self) -> Result<Option<TlsFiles>, ArgsError> {
+        match (&self.xds_cert, &self.xds_key, &self.xds_ca) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            })),
+            _ => Err(ArgsError::XdsTls),
+        }
+    }
+
     fn limits(&self) -> Result<Limits, ArgsError> {
         if self.xds_keepalive_interval.is_zero()
             || self.xds_keepalive_timeout.is_zero()
@@ -175,8 +305,8 @@ pub struct StandaloneArgs {
     /// Run no in-process proxy: only the control plane, for proxies started separately.
     #[arg(long)]
     pub no_proxy: bool,
-    /// The delta protocol runs without TLS (implied for standalone's own loopback connection;
-    /// mutual TLS is not implemented yet).
+    /// Serve the delta protocol without TLS on a non-loopback `--xds-addr` (a loopback address
+    /// implies it unless TLS files are given; the in-process proxy always connects over loopback).
     #[arg(long)]
     pub xds_plaintext: bool,
     /// Quiet time after a file change before reloading, in milliseconds.
@@ -199,9 +329,9 @@ pub enum ArgsError {
     /// The config folder is not a folder.
     #[error("--config-dir {0}: not a readable directory")]
     ConfigDir(PathBuf),
-    /// The delta protocol has no TLS yet.
+    /// Neither plaintext nor the three TLS files.
     #[error(
-        "mutual TLS for the delta protocol is not implemented yet: pass --xds-plaintext (and run proxies with --xds-plaintext)"
+        "the delta protocol runs over mutual TLS: pass --xds-cert, --xds-key and --xds-ca (see `serval-control-plane certgen`), or --xds-plaintext"
     )]
     XdsTls,
     /// `--proxy-service` is not `NAMESPACE/NAME`.
@@ -235,7 +365,8 @@ impl TryFrom<KubernetesArgs> for kubernetes::Config {
     type Error = ArgsError;
 
     fn try_from(args: KubernetesArgs) -> Result<Self, ArgsError> {
-        if !args.xds_plaintext {
+        let tls = args.xds.tls()?;
+        if tls.is_none() && !args.xds_plaintext {
             return Err(ArgsError::XdsTls);
         }
         let proxy_service = args
@@ -282,6 +413,7 @@ impl TryFrom<KubernetesArgs> for kubernetes::Config {
             .unwrap_or_else(default_identity);
         Ok(kubernetes::Config {
             xds_limits: args.xds.limits()?,
+            xds_tls: tls,
             kubeconfig: args.kubeconfig,
             xds_addr: args.xds_addr,
             admin_addr: args.admin_addr,
@@ -329,8 +461,13 @@ impl TryFrom<StandaloneArgs> for standalone::Config {
         if !args.config_dir.is_dir() {
             return Err(ArgsError::ConfigDir(args.config_dir));
         }
+        let tls = args.xds.tls()?;
+        if tls.is_none() && !args.xds_plaintext && !args.xds_addr.ip().is_loopback() {
+            return Err(ArgsError::XdsTls);
+        }
         Ok(standalone::Config {
             xds_limits: args.xds.limits()?,
+            xds_tls: tls,
             config_dir: args.config_dir,
             xds_addr: args.xds_addr,
             admin_addr: args.admin_addr,
@@ -356,7 +493,7 @@ mod tests {
         let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
         match args.command {
             Command::Kubernetes(a) => kubernetes::Config::try_from(a).map_err(|e| e.to_string()),
-            Command::Standalone(_) => Err("standalone".to_owned()),
+            _ => Err("another command".to_owned()),
         }
     }
 
@@ -372,8 +509,25 @@ mod tests {
 
     #[test]
     fn kubernetes_needs_plaintext_acknowledged() {
-        let error = kubernetes(&[]).expect_err("no TLS yet");
-        assert!(error.contains("--xds-plaintext"), "{error}");
+        let error = kubernetes(&[]).expect_err("neither TLS nor plaintext");
+        assert!(
+            error.contains("--xds-plaintext") && error.contains("--xds-cert"),
+            "{error}"
+        );
+        let error = kubernetes(&["--xds-cert", "c.pem"]).expect_err("one TLS file only");
+        assert!(error.contains("--xds-ca"), "{error}");
+        let config = kubernetes(&[
+            "--xds-cert",
+            "c.pem",
+            "--xds-key",
+            "k.pem",
+            "--xds-ca",
+            "ca.pem",
+            "--namespace",
+            "ns",
+        ])
+        .expect("TLS");
+        assert_eq!(config.xds_tls.map(|t| t.ca), Some(PathBuf::from("ca.pem")));
         let config = kubernetes(&["--xds-plaintext", "--namespace", "ns", "--identity", "me"])
             .expect("valid");
         assert_eq!(config.lease.namespace, "ns");

@@ -36,6 +36,8 @@ pub struct Config {
     pub xds_addr: SocketAddr,
     /// Delta server limits.
     pub xds_limits: Limits,
+    /// Mutual TLS material of the delta server; `None`: plaintext.
+    pub xds_tls: Option<serval_common::tls::TlsFiles>,
     /// Admin address.
     pub admin_addr: SocketAddr,
     /// The controllerName to own.
@@ -122,6 +124,8 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             snapshots: snapshot_rx,
             fleet: Arc::clone(&fleet),
             limits: config.xds_limits,
+            tls: config.xds_tls.clone(),
+            loopback_plaintext: false,
             metrics,
             synced: synced_rx,
         },

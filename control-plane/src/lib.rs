@@ -13,10 +13,12 @@
 pub mod access;
 pub mod admin;
 pub mod args;
+pub mod certgen;
 pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;
+pub mod proxy_status;
 pub mod servers;
 pub mod snapshot;
 pub mod sources;

@@ -3,7 +3,7 @@
 use clap::Parser;
 use serval_control_plane::{
     args::{Args, Command},
-    kubernetes, standalone,
+    certgen, kubernetes, proxy_status, standalone,
 };
 
 // mimalloc: translating thousands of routes is allocation-heavy, and glibc's allocator made it
@@ -24,5 +24,21 @@ async fn main() -> anyhow::Result<()> {
     match args.command {
         Command::Standalone(a) => standalone::run(standalone::Config::try_from(a)?, watch).await,
         Command::Kubernetes(a) => kubernetes::run(kubernetes::Config::try_from(a)?, watch).await,
+        Command::ProxyStatus(a) => {
+            let connector = a.connector().map_err(anyhow::Error::msg)?;
+            let text = proxy_status::run(&connector, a.node_id.as_deref(), a.output).await?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Certgen(a) => {
+            let written = certgen::run(&a.into())?;
+            for file in &written.files {
+                println!("wrote {}", file.display());
+            }
+            if !written.new_ca {
+                println!("(the existing CA was reused)");
+            }
+            Ok(())
+        }
     }
 }

@@ -12,11 +12,12 @@ use crate::{
     xds::{
         fleet::Fleet,
         server::{DeltaServer, Limits},
+        tls::Reloading,
     },
 };
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
-use serval_common::{admin::Admin, readiness::Readiness, shutdown};
+use serval_common::{admin::Admin, readiness::Readiness, shutdown, tls::TlsFiles};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
@@ -39,6 +40,11 @@ pub struct Inputs {
     pub fleet: Arc<Fleet>,
     /// Delta server limits.
     pub limits: Limits,
+    /// Mutual TLS material for the delta server; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Also serve the delta protocol in plaintext on a loopback port of its own (standalone's
+    /// in-process proxy, when the public port speaks TLS).
+    pub loopback_plaintext: bool,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Turns true after the first complete sync.
@@ -50,6 +56,8 @@ pub struct Inputs {
 pub struct Servers {
     /// Where the delta server listens.
     pub xds_local: SocketAddr,
+    /// The loopback plaintext delta port, when asked for.
+    pub loopback_local: Option<SocketAddr>,
     /// Where the admin server listens.
     pub admin_local: SocketAddr,
     xds_task: JoinHandle<anyhow::Result<()>>,
@@ -62,17 +70,38 @@ pub async fn start(inputs: Inputs, shutdown: shutdown::Watch) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("--xds-addr {}: {e}", inputs.xds_addr))?;
     let xds_local = xds_listener.local_addr()?;
     tracing::info!(addr = %xds_local, "delta server listening");
+    let material = inputs
+        .tls
+        .map(Reloading::load)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("delta server TLS: {e}"))?;
     let server = DeltaServer::new(
         inputs.snapshots.clone(),
         inputs.fleet,
         Arc::clone(&inputs.metrics),
         inputs.limits,
+        material.clone(),
         shutdown.clone(),
     );
+    let loopback = if inputs.loopback_plaintext && material.is_some() {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        Some(listener)
+    } else {
+        None
+    };
+    let loopback_local = loopback.as_ref().map(TcpListener::local_addr).transpose()?;
     let mut synced = inputs.synced;
     let xds_task = tokio::spawn(async move {
         if synced.wait_for(|s| *s).await.is_err() {
             return Ok(());
+        }
+        if let Some(listener) = loopback {
+            let plaintext = server.plaintext();
+            tokio::spawn(async move {
+                if let Err(error) = plaintext.serve(listener).await {
+                    tracing::warn!(%error, "loopback delta server failed");
+                }
+            });
         }
         server.serve(xds_listener).await
     });
@@ -90,6 +119,7 @@ pub async fn start(inputs: Inputs, shutdown: shutdown::Watch) -> anyhow::Result<
     tokio::spawn(admin_task);
     Ok(Servers {
         xds_local,
+        loopback_local,
         admin_local,
         xds_task,
     })

@@ -15,7 +15,7 @@ pub use diff::Delta;
 
 use parking_lot::Mutex;
 use pbjson_types::Any;
-use serval_common::{Resource, SnapshotVersion, Version};
+use serval_common::{Resource, SnapshotVersion, Version, proto::discovery::v1::Node};
 use std::{
     collections::BTreeMap,
     sync::{Arc, OnceLock},
@@ -68,8 +68,10 @@ pub struct Snapshot {
     pub sequence: u64,
     /// RouteConfig → the AttachedRoutes joining it.
     joined_by: BTreeMap<String, Vec<String>>,
-    /// Views computed so far, by sorted Gateway list.
-    views: Mutex<BTreeMap<Vec<String>, ViewCell>>,
+    /// Gateway (`namespace/name`) → its GatewayClass, from the Listeners; computed on first use.
+    classes: OnceLock<BTreeMap<String, String>>,
+    /// Views computed so far, by scope.
+    views: Mutex<BTreeMap<Scope, ViewCell>>,
 }
 
 impl Default for Snapshot {
@@ -98,6 +100,7 @@ impl Snapshot {
             resources,
             observed: Instant::now(),
             sequence: 0,
+            classes: OnceLock::new(),
             views: Mutex::default(),
         }
     }
@@ -114,20 +117,67 @@ impl Snapshot {
         self
     }
 
-    /// The resources a proxy serving `gateways` (`namespace/name`; empty: all) needs; computed
-    /// once per snapshot and set of Gateways.
-    pub fn view(&self, gateways: &[String]) -> Arc<View> {
-        let mut key = gateways.to_vec();
-        key.sort();
-        key.dedup();
-        let cell = Arc::clone(self.views.lock().entry(key.clone()).or_default());
+    /// Gateway (`namespace/name`) → GatewayClass, for every Gateway with a Listener.
+    pub fn gateway_classes(&self) -> &BTreeMap<String, String> {
+        self.classes.get_or_init(|| {
+            self.resources
+                .values()
+                .filter_map(|v| match &v.resource {
+                    Resource::Listener(l) => Some((l.gateway.clone(), l.gateway_class.clone())),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// The resources a proxy serving `scope` needs; computed once per snapshot and scope.
+    pub fn view(&self, scope: &Scope) -> Arc<View> {
+        let cell = Arc::clone(self.views.lock().entry(scope.clone()).or_default());
         Arc::clone(cell.get_or_init(|| {
             let graph = closure::Graph {
                 all: &self.resources,
                 joined_by: &self.joined_by,
             };
-            Arc::new(View::new(closure::closure(&graph, &key)))
+            Arc::new(View::new(closure::closure(&graph, scope)))
         }))
+    }
+}
+
+/// Which Gateways a proxy serves: the listed ones; else every Gateway of `gateway_class`; else
+/// every Gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scope {
+    /// `namespace/name`, sorted, without duplicates.
+    pub gateways: Vec<String>,
+    /// A GatewayClass name, used when `gateways` is empty.
+    pub gateway_class: String,
+}
+
+impl Scope {
+    /// The scope of a node.
+    pub fn of(node: &Node) -> Self {
+        Self::new(node.gateways.clone(), node.gateway_class.clone())
+    }
+
+    /// A scope, normalised.
+    pub fn new(mut gateways: Vec<String>, gateway_class: String) -> Self {
+        gateways.sort();
+        gateways.dedup();
+        Self {
+            gateways,
+            gateway_class,
+        }
+    }
+
+    /// Whether a Listener of `gateway` (of `class`) is in scope.
+    pub fn covers(&self, gateway: &str, class: &str) -> bool {
+        if !self.gateways.is_empty() {
+            return self
+                .gateways
+                .binary_search_by(|g| g.as_str().cmp(gateway))
+                .is_ok();
+        }
+        self.gateway_class.is_empty() || self.gateway_class == class
     }
 }
 

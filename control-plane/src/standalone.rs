@@ -32,6 +32,8 @@ pub struct Config {
     pub xds_addr: SocketAddr,
     /// Delta server limits.
     pub xds_limits: Limits,
+    /// Mutual TLS material of the delta server; `None`: plaintext.
+    pub xds_tls: Option<serval_common::tls::TlsFiles>,
     /// Admin address.
     pub admin_addr: SocketAddr,
     /// Admin address of the in-process proxy.
@@ -78,13 +80,17 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             snapshots: snapshot_rx,
             fleet: Arc::clone(&fleet),
             limits: config.xds_limits,
+            tls: config.xds_tls.clone(),
+            loopback_plaintext: config.run_proxy,
             metrics,
             synced: synced_rx,
         },
         shutdown.clone(),
     )
     .await?;
-    let xds_local = servers.xds_local;
+    // The in-process proxy connects over loopback in plaintext: to the public port when it is
+    // plaintext, else to the loopback port served for it.
+    let xds_local = servers.loopback_local.unwrap_or(servers.xds_local);
 
     let proxy_task = config.run_proxy.then(|| {
         let connect_ip = match xds_local.ip() {
@@ -92,10 +98,14 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             ip => ip,
         };
         let proxy = serval_proxy::ProxyConfig {
-            xds_server: format!("http://{}", SocketAddr::new(connect_ip, xds_local.port())),
+            connector: serval_proxy::xds::tls::Connector::Plaintext {
+                url: format!("http://{}", SocketAddr::new(connect_ip, xds_local.port())),
+            },
+            config_cache: None,
             node: Node {
                 id: "standalone".to_owned(),
                 gateways: Vec::new(),
+                gateway_class: String::new(),
                 build_version: serval_common::BUILD_VERSION.to_owned(),
                 zone: String::new(),
             },

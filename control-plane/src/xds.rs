@@ -17,3 +17,4 @@
 pub mod fleet;
 pub mod server;
 pub mod stream;
+pub mod tls;

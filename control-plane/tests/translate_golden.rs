@@ -14,7 +14,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use serval_common::Resource;
 use serval_control_plane::{
-    snapshot::Snapshot,
+    snapshot::{Scope, Snapshot},
     sources::objects::{self, Object},
     translate::{self, GatewayAddress, Inputs, Options},
 };
@@ -255,7 +255,7 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
     let mut per_gateway = BTreeMap::new();
     for (ns, name) in inputs.gateways.keys() {
         let id = format!("{ns}/{name}");
-        let view = snapshot.view(std::slice::from_ref(&id));
+        let view = snapshot.view(&Scope::new(vec![id.clone()], String::new()));
         if !view.resources.is_empty() {
             // Invariant: what one Gateway's proxies receive is complete on its own.
             serval_proxy::config::compile::compile(

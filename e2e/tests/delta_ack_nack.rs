@@ -110,6 +110,7 @@ fn initial(ip: std::net::Ipv4Addr, echo: SocketAddr) -> Vec<discovery::Resource>
                 port: 8080,
             }),
             gateway: "default/gw".into(),
+            gateway_class: String::new(),
             section_names: vec!["http".into()],
             protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                 route_config_name: names::route_config("default", "gw", 8080),

@@ -114,6 +114,7 @@ fn router(n: usize, shape: Shape) -> Router {
                 port: 80,
             }),
             gateway: "b/gw".into(),
+            gateway_class: String::new(),
             section_names: vec!["http".into()],
             protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                 route_config_name: "routeconfig/b/gw/80".into(),

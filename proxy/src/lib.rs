@@ -29,6 +29,7 @@ use serval_common::{
 };
 use std::{
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -36,8 +37,10 @@ use std::{
 /// Everything the proxy needs, validated.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
-    /// `http://host:port` of the delta server.
-    pub xds_server: String,
+    /// How to reach the delta server.
+    pub connector: xds::tls::Connector,
+    /// `--config-cache`.
+    pub config_cache: Option<PathBuf>,
     /// The node announced to the control plane.
     pub node: Node,
     /// Admin address; `None` runs no admin server.
@@ -79,21 +82,73 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
         tracing::info!(%bound, "proxy admin listening");
         tokio::spawn(task);
     }
+    let applier = xds::apply::Applier {
+        store,
+        listeners: Arc::clone(&listeners),
+        bind_ip: config.bind_ip,
+    };
+    let mut latch = Some(latch);
+    let mut cache = None;
+    if let Some(path) = config.config_cache {
+        start_from_cache(&path, &applier, &metrics, &mut latch).await;
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(xds::cache::run_writer(path, rx));
+        cache = Some(tx);
+    }
     let client = xds::client::Client::new(
         xds::client::Settings {
-            server: config.xds_server,
+            server: config.connector.endpoint_uri(),
             node: config.node,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(5),
+            max_message_size: 256 << 20,
+            connector: config.connector,
         },
-        xds::apply::Applier {
-            store,
-            listeners: Arc::clone(&listeners),
-            bind_ip: config.bind_ip,
-        },
+        applier,
         metrics,
+        cache,
     );
     client.run(shutdown, latch).await;
     listeners.drained().await;
     Ok(())
+}
+
+/// Applies the configuration cached at `path`, if any: the proxy then serves (and is ready) at
+/// once, before the control plane is reached. A cache that cannot be read or applied is logged and
+/// ignored.
+async fn start_from_cache(
+    path: &std::path::Path,
+    applier: &xds::apply::Applier,
+    metrics: &metrics::Metrics,
+    latch: &mut Option<serval_common::readiness::Latch>,
+) {
+    let cached = match xds::cache::load(path) {
+        Ok(Some(cached)) => cached,
+        Ok(None) => {
+            tracing::info!(path = %path.display(), "no cached configuration yet");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "ignoring the config cache");
+            return;
+        }
+    };
+    match applier.apply(&cached).await {
+        Ok(()) => {
+            metrics.config_cache_loaded.set(1);
+            tracing::info!(
+                version = %cached.system_version_info,
+                resources = cached.resources.len(),
+                "serving the cached configuration until the control plane answers"
+            );
+            if let Some(latch) = latch.take() {
+                latch.release();
+            }
+        }
+        Err(detail) => {
+            tracing::warn!(error = %detail.message, "the cached configuration does not apply; ignored")
+        }
+    }
 }

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub config_rejected: Counter,
     /// Streams opened to the control plane.
     pub xds_connects: Counter,
+    /// 1 when the proxy started from its `--config-cache`.
+    pub config_cache_loaded: Gauge,
     /// Upstream requests retried (HTTPRoute retry).
     pub upstream_retries: Counter,
     /// Requests that ran out of time, by `kind` (`request` or `backend_request`).
@@ -43,6 +45,7 @@ impl Metrics {
             config_applied: Counter::default(),
             config_rejected: Counter::default(),
             xds_connects: Counter::default(),
+            config_cache_loaded: Gauge::default(),
             upstream_retries: Counter::default(),
             timeouts: Family::default(),
             mirrors: Family::default(),
@@ -52,6 +55,11 @@ impl Metrics {
             "http_responses",
             "HTTP responses sent, by status code",
             m.responses.clone(),
+        );
+        registry.register(
+            "config_cache_loaded",
+            "1 when the proxy started serving from its --config-cache",
+            m.config_cache_loaded.clone(),
         );
         registry.register(
             "xds_connected",

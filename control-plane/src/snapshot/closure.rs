@@ -5,7 +5,7 @@
 //! This is how "a Secret goes only to proxies whose listeners use it" holds: nothing unreferenced
 //! is ever in a view.
 
-use super::Versioned;
+use super::{Scope, Versioned};
 use serval_common::Resource;
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -30,14 +30,14 @@ pub fn joined_by(all: &BTreeMap<String, Arc<Versioned>>) -> BTreeMap<String, Vec
     out
 }
 
-/// The closure of the Listeners of `gateways` (empty: every Listener) in `graph`.
-pub fn closure(graph: &Graph<'_>, gateways: &[String]) -> BTreeMap<String, Arc<Versioned>> {
+/// The closure of the Listeners in `scope` in `graph`.
+pub fn closure(graph: &Graph<'_>, scope: &Scope) -> BTreeMap<String, Arc<Versioned>> {
     let mut out = BTreeMap::new();
     let mut pending: Vec<&str> = graph
         .all
         .iter()
         .filter(|(_, v)| match &v.resource {
-            Resource::Listener(l) => gateways.is_empty() || gateways.contains(&l.gateway),
+            Resource::Listener(l) => scope.covers(&l.gateway, &l.gateway_class),
             _ => false,
         })
         .map(|(name, _)| name.as_str())

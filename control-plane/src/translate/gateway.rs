@@ -24,6 +24,8 @@ pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 #[derive(Debug)]
 pub(super) struct GatewayModel {
     pub(super) key: Key,
+    /// `spec.gatewayClassName`.
+    pub(super) class: String,
     pub(super) generation: i64,
     /// The IP to bind; `None` when the Gateway has no usable address (then it is not programmed)
     /// and `Some(0.0.0.0)` when it asks for none.
@@ -166,6 +168,7 @@ fn mark_cross_gateway_conflicts(gateways: &mut [GatewayModel]) {
 fn analyze_one(key: &Key, gateway: &Gateway) -> GatewayModel {
     let mut model = GatewayModel {
         key: key.clone(),
+        class: gateway.spec.gateway_class_name.clone(),
         generation: gateway.metadata.generation.unwrap_or(0),
         bind_ip: Some(IpAddr::from([0, 0, 0, 0])),
         status_addresses: Vec::new(),

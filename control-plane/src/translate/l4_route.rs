@@ -216,6 +216,7 @@ fn add_listener(
                 port: u32::from(model.port),
             }),
             gateway: gateway.id(),
+            gateway_class: gateway.class.clone(),
             section_names: vec![model.name.clone()],
             protocol: Some(protocol),
         }),

@@ -61,6 +61,7 @@ pub(super) fn build(
                         port: u32::from(port),
                     }),
                     gateway: gateway.id(),
+                    gateway_class: gateway.class.clone(),
                     section_names: hosts.iter().map(|h| h.section_name.clone()).collect(),
                     protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                         route_config_name: route_config_name.clone(),

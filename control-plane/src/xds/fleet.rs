@@ -8,7 +8,7 @@
 use super::stream::{Held, StreamState};
 use crate::{
     metrics::Metrics,
-    snapshot::{Snapshot, View},
+    snapshot::{Scope, Snapshot, View},
 };
 use parking_lot::Mutex;
 use serval_common::{
@@ -176,21 +176,21 @@ impl Fleet {
     /// `snapshot` is about to be published: every connected proxy whose view it changes must ACK
     /// it for the rollout to complete. Call before publishing, so no ACK can come first.
     pub fn on_snapshot(&self, snapshot: &Snapshot) {
-        let proxies: Vec<(u64, Vec<String>, Option<SnapshotVersion>)> = self
+        let proxies: Vec<(u64, Scope, Option<SnapshotVersion>)> = self
             .proxies
             .lock()
             .iter()
             .map(|(id, r)| {
                 (
                     *id,
-                    r.node.gateways.clone(),
+                    Scope::of(&r.node),
                     r.acked.as_ref().map(|v| v.version.clone()),
                 )
             })
             .collect();
         let pending: BTreeSet<u64> = proxies
             .into_iter()
-            .filter(|(_, gateways, acked)| acked.as_ref() != Some(&snapshot.view(gateways).version))
+            .filter(|(_, scope, acked)| acked.as_ref() != Some(&snapshot.view(scope).version))
             .map(|(id, _, _)| id)
             .collect();
         let mut rollouts = self.rollouts.lock();
@@ -211,7 +211,7 @@ impl Fleet {
         let records: Vec<ProxyRecord> = self.proxies.lock().values().cloned().collect();
         let mut out: Vec<ProxyStatus> = records
             .iter()
-            .map(|r| status_of(r, &snapshot.view(&r.node.gateways)))
+            .map(|r| status_of(r, &snapshot.view(&Scope::of(&r.node))))
             .collect();
         out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         out

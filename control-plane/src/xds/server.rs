@@ -7,11 +7,15 @@
 //! responses being prepared at once (`max_concurrent_pushes`). A proxy that stops reading holds at
 //! most its one unacknowledged response: it never delays the others.
 //!
+//! With mutual TLS ([`super::tls`]) a proxy may only ask for the Gateways its certificate names
+//! (else PERMISSION_DENIED), and the admin service needs an admin certificate.
+//!
 //! Protocol decisions live in [`super::stream`]; this module only moves messages.
 
 use super::{
     fleet::{self, Fleet, Rejection},
     stream::{Answer, StreamState},
+    tls::{self, PeerInfo, Reloading},
 };
 use crate::{metrics::Metrics, snapshot::Snapshot};
 use futures::{Stream, StreamExt};
@@ -84,6 +88,7 @@ pub struct DeltaServer {
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     pushes: Arc<Semaphore>,
+    tls: Option<Arc<Reloading>>,
     shutdown: shutdown::Watch,
 }
 
@@ -94,9 +99,11 @@ impl DeltaServer {
         fleet: Arc<Fleet>,
         metrics: Arc<Metrics>,
         limits: Limits,
+        tls: Option<Arc<Reloading>>,
         shutdown: shutdown::Watch,
     ) -> Self {
         Self {
+            tls,
             snapshots,
             fleet,
             metrics,
@@ -108,9 +115,18 @@ impl DeltaServer {
         }
     }
 
+    /// The same server (same fleet, limits and counters) without TLS.
+    pub fn plaintext(&self) -> Self {
+        Self {
+            tls: None,
+            ..self.clone()
+        }
+    }
+
     /// Serves the delta protocol, health, reflection and the admin service on `listener` until
-    /// shutdown.
+    /// shutdown: over mutual TLS when the server has TLS material, else in plaintext.
     pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        let tls = self.tls.clone();
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<ConfigDiscoveryServer<DeltaServer>>()
@@ -128,7 +144,7 @@ impl DeltaServer {
         };
         let limits = self.limits;
         let mut shutdown = self.shutdown.clone();
-        tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             .tcp_keepalive(Some(limits.keepalive_interval))
@@ -137,19 +153,56 @@ impl DeltaServer {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(
+            .add_service(tonic::service::interceptor::InterceptedService::new(
                 AdminServiceServer::new(admin).max_encoding_message_size(limits.max_message_size),
-            )
+                admin_only,
+            ))
             .add_service(
                 ConfigDiscoveryServer::new(self)
                     .max_decoding_message_size(limits.max_message_size)
                     .max_encoding_message_size(limits.max_message_size),
-            )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                shutdown.fired().await
-            })
-            .await?;
+            );
+        let stop = async move { shutdown.fired().await };
+        match tls {
+            None => {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                    .await?
+            }
+            Some(material) => {
+                let _reload = AbortOnDrop(material.watch(Duration::from_secs(2)));
+                router
+                    .serve_with_incoming_shutdown(tls::incoming(listener, material), stop)
+                    .await?
+            }
+        }
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Over TLS, the admin service answers only certificates naming `urn:serval:admin`: what proxies
+/// hold includes other Gateways' material.
+fn admin_only(request: Request<()>) -> Result<Request<()>, Status> {
+    match request.extensions().get::<PeerInfo>() {
+        None => Ok(request),
+        Some(peer) => match peer.identity.as_ref() {
+            Ok(identity) if identity.admin => Ok(request),
+            Ok(identity) => Err(Status::permission_denied(format!(
+                "the admin service needs a certificate with {} (this one: {})",
+                serval_common::tls::ADMIN_URI,
+                identity.subject
+            ))),
+            Err(error) => Err(Status::permission_denied(error.clone())),
+        },
     }
 }
 
@@ -169,7 +222,20 @@ impl ConfigDiscovery for DeltaServer {
         &self,
         request: Request<Streaming<DeltaConfigRequest>>,
     ) -> Result<Response<Self::DeltaConfigStream>, Status> {
-        let peer = request.remote_addr();
+        let tls_peer = request.extensions().get::<PeerInfo>().cloned();
+        let peer = request
+            .remote_addr()
+            .or_else(|| tls_peer.as_ref().and_then(|p| p.remote_addr));
+        let identity = match tls_peer.map(|p| p.identity) {
+            None => None,
+            Some(identity) => match identity.as_ref() {
+                Ok(id) => Some(id.clone()),
+                Err(error) => {
+                    self.metrics.xds_rejected_streams.inc();
+                    return Err(Status::permission_denied(error.clone()));
+                }
+            },
+        };
         let open = OpenStream::try_new(&self.open, self.limits.max_streams).ok_or_else(|| {
             self.metrics.xds_rejected_streams.inc();
             Status::resource_exhausted(format!(
@@ -184,6 +250,7 @@ impl ConfigDiscovery for DeltaServer {
         let task = StreamTask {
             id,
             peer,
+            identity,
             inbound,
             tx,
             snapshots: self.snapshots.clone(),
@@ -226,6 +293,8 @@ impl Drop for OpenStream {
 struct StreamTask {
     id: u64,
     peer: Option<std::net::SocketAddr>,
+    /// The client certificate's identity (TLS only).
+    identity: Option<serval_common::tls::Identity>,
     inbound: Streaming<DeltaConfigRequest>,
     tx: mpsc::Sender<Outbound>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -250,6 +319,12 @@ impl StreamTask {
                     Ok(Some(request)) => {
                         let first = state.node().is_none();
                         let snapshot = Arc::clone(&self.snapshots.borrow_and_update());
+                        if first && let Err(denied) = self.check_identity(&request, &snapshot) {
+                            tracing::warn!(node = ?request.node.as_ref().map(|n| &n.id), %denied, "stream refused");
+                            self.metrics.xds_rejected_streams.inc();
+                            let _ = self.tx.send((Err(Status::permission_denied(denied)), None)).await;
+                            break;
+                        }
                         let _permit = self.permit().await;
                         let step = match state.on_request(&request, &snapshot) {
                             Ok(step) => step,
@@ -305,6 +380,18 @@ impl StreamTask {
         self.metrics.xds_streams.dec();
     }
 
+    /// Over TLS: whether the certificate allows the Gateways the first request asks for.
+    fn check_identity(
+        &self,
+        request: &DeltaConfigRequest,
+        snapshot: &Snapshot,
+    ) -> Result<(), String> {
+        let (Some(identity), Some(node)) = (&self.identity, &request.node) else {
+            return Ok(());
+        };
+        tls::allowed(identity, node, snapshot.gateway_classes())
+    }
+
     async fn permit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.pushes).acquire_owned().await.ok()
     }
@@ -323,7 +410,7 @@ impl StreamTask {
                     .iter()
                     .map(|e| e.name.clone())
                     .collect();
-                let view = snapshot.view(&node.gateways);
+                let view = snapshot.view(state.scope());
                 let gateways = fleet::rejected_gateways(node, &error, &view);
                 tracing::warn!(
                     node = %node.id,

@@ -5,7 +5,7 @@
 //! holding that view), or the `initial_resource_versions` it opened the stream with until then;
 //! so a connected proxy costs a few hundred bytes here whatever the size of its configuration.
 
-use crate::snapshot::{Snapshot, View, diff};
+use crate::snapshot::{Scope, Snapshot, View, diff};
 use serval_common::{
     SnapshotVersion, Version,
     proto::discovery::v1::{DeltaConfigRequest, DeltaConfigResponse, ErrorDetail, Node, Resource},
@@ -72,6 +72,7 @@ pub struct Step {
 #[derive(Debug)]
 pub struct StreamState {
     node: Option<Node>,
+    scope: Scope,
     held: Held,
     in_flight: Option<InFlight>,
     acked: Option<SnapshotVersion>,
@@ -86,6 +87,7 @@ impl Default for StreamState {
     fn default() -> Self {
         Self {
             node: None,
+            scope: Scope::default(),
             held: Held::Initial(BTreeMap::new()),
             in_flight: None,
             acked: None,
@@ -109,6 +111,7 @@ impl StreamState {
             if node.id.is_empty() {
                 return Err(ProtocolError::EmptyNodeId);
             }
+            self.scope = Scope::of(&node);
             self.node = Some(node);
             self.held = Held::Initial(
                 request
@@ -173,7 +176,7 @@ impl StreamState {
         if self.in_flight.is_some() {
             return None;
         }
-        let view = snapshot.view(self.gateways());
+        let view = snapshot.view(&self.scope);
         if self.nacked.as_ref() == Some(&view.version) {
             return None;
         }
@@ -208,12 +211,9 @@ impl StreamState {
         Some(response)
     }
 
-    /// The Gateways of the node (empty: all).
-    pub fn gateways(&self) -> &[String] {
-        self.node
-            .as_ref()
-            .map(|n| n.gateways.as_slice())
-            .unwrap_or_default()
+    /// The Gateways the node serves.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
     }
 
     /// The node, once the first request arrived.

@@ -1,9 +1,11 @@
-//! The delta stream to the control plane: connect (jittered exponential backoff), send the node
-//! and `initial_resource_versions` (what the running config holds, so a reconnect after a control
-//! plane restart transfers nothing when nothing changed), then answer every response.
+//! The delta stream to the control plane: connect (jittered exponential backoff; plaintext or
+//! mutual TLS), send the node and `initial_resource_versions` (what the running config holds, so a
+//! reconnect after a control plane restart, or a start from `--config-cache`, transfers nothing
+//! when nothing changed), then answer every response. HTTP/2 keepalive notices a dead control
+//! plane within seconds.
 
-use super::apply::Applier;
-use crate::metrics::Metrics;
+use super::{apply::Applier, tls::Connector};
+use crate::{config::Config, metrics::Metrics};
 use serval_common::{
     proto::discovery::v1::{
         DeltaConfigRequest, DeltaConfigResponse, Node,
@@ -13,7 +15,7 @@ use serval_common::{
     shutdown,
 };
 use std::{sync::Arc, time::Duration};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
@@ -28,6 +30,14 @@ pub struct Settings {
     pub backoff_min: Duration,
     /// Largest reconnect delay.
     pub backoff_max: Duration,
+    /// HTTP/2 PING interval.
+    pub keepalive_interval: Duration,
+    /// The connection is dropped when a PING is not answered within this.
+    pub keepalive_timeout: Duration,
+    /// Largest response accepted, in bytes.
+    pub max_message_size: usize,
+    /// Plaintext or mutual TLS.
+    pub connector: Connector,
 }
 
 /// The delta protocol client.
@@ -36,6 +46,8 @@ pub struct Client {
     settings: Settings,
     applier: Applier,
     metrics: Arc<Metrics>,
+    /// Each ACKed configuration, for `--config-cache`.
+    acked: Option<watch::Sender<Option<Arc<Config>>>>,
 }
 
 /// Why one stream ended.
@@ -50,19 +62,26 @@ enum StreamError {
 }
 
 impl Client {
-    /// A client applying responses with `applier`.
-    pub fn new(settings: Settings, applier: Applier, metrics: Arc<Metrics>) -> Self {
+    /// A client applying responses with `applier`; every ACKed configuration is also sent on
+    /// `acked` (for the config cache).
+    pub fn new(
+        settings: Settings,
+        applier: Applier,
+        metrics: Arc<Metrics>,
+        acked: Option<watch::Sender<Option<Arc<Config>>>>,
+    ) -> Self {
         Self {
             settings,
             applier,
             metrics,
+            acked,
         }
     }
 
-    /// Runs until shutdown, reconnecting as needed. `ready` is released after the first
-    /// configuration was applied and ACKed.
-    pub async fn run(self, mut shutdown: shutdown::Watch, ready: Latch) {
-        let mut ready = Some(ready);
+    /// Runs until shutdown, reconnecting as needed. `ready` (if still held) is released after the
+    /// first configuration was applied and ACKed.
+    pub async fn run(self, mut shutdown: shutdown::Watch, ready: Option<Latch>) {
+        let mut ready = ready;
         let mut delay = self.settings.backoff_min;
         loop {
             let mut opened = false;
@@ -100,15 +119,16 @@ impl Client {
         ready: &mut Option<Latch>,
         opened: &mut bool,
     ) -> Result<(), StreamError> {
-        let channel = Endpoint::from_shared(self.settings.server.clone())?
+        let endpoint = Endpoint::from_shared(self.settings.connector.endpoint_uri())?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .connect()
-            .await?;
+            .http2_keep_alive_interval(self.settings.keepalive_interval)
+            .keep_alive_timeout(self.settings.keepalive_timeout)
+            .keep_alive_while_idle(true);
+        let channel = self.settings.connector.connect(endpoint).await?;
         // A full view of a large gateway can pass tonic's 4 MiB default.
-        let mut client = ConfigDiscoveryClient::new(channel).max_decoding_message_size(256 << 20);
+        let mut client = ConfigDiscoveryClient::new(channel)
+            .max_decoding_message_size(self.settings.max_message_size);
         let (tx, rx) = mpsc::channel::<DeltaConfigRequest>(4);
         let held = self.applier.store.load();
         let hello = DeltaConfigRequest {
@@ -130,6 +150,9 @@ impl Client {
             let answer = self.answer(&response).await;
             let acked = answer.error_detail.is_none();
             tx.send(answer).await.map_err(|_| StreamError::Closed)?;
+            if acked && let Some(cache) = &self.acked {
+                cache.send_replace(Some(self.applier.store.load()));
+            }
             if acked && let Some(latch) = ready.take() {
                 latch.release();
             }

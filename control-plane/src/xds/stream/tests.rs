@@ -19,6 +19,7 @@ fn snapshot(listeners: &[(&str, u16)]) -> Snapshot {
             Resource::Listener(pb::Listener {
                 name,
                 gateway: format!("ns/{gw}"),
+                gateway_class: String::new(),
                 protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                     route_config_name: rc.clone(),
                 })),

@@ -11,6 +11,7 @@ fn listener(gw: &str, ip: &str, port: u32) -> Resource {
             port,
         }),
         gateway: format!("ns/{gw}"),
+        gateway_class: String::new(),
         section_names: vec!["http".into()],
         protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
             route_config_name: names::route_config("ns", gw, 80),
