@@ -230,3 +230,62 @@ impl View {
 fn version_of(resources: &BTreeMap<String, Arc<Versioned>>) -> SnapshotVersion {
     SnapshotVersion::of(resources.iter().map(|(n, v)| (n.as_str(), &v.version)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serval_common::{names, proto::config::v1 as pb};
+
+    fn listener(gateway: &str, class: &str) -> Resource {
+        let (ns, name) = gateway.split_once('/').unwrap_or_default();
+        Resource::Listener(pb::Listener {
+            name: names::listener(ns, name, 80),
+            gateway: gateway.into(),
+            gateway_class: class.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_scope_selects_listed_gateways_else_a_class_else_all() {
+        let snapshot = Snapshot::new(
+            [
+                listener("ns/a", "internal"),
+                listener("ns/b", "internal"),
+                listener("ns/c", "public"),
+            ]
+            .into_iter()
+            .map(|r| (r.name().to_owned(), r))
+            .collect(),
+        );
+        let names = |scope: Scope| -> Vec<String> {
+            snapshot.view(&scope).resources.keys().cloned().collect()
+        };
+        assert_eq!(
+            names(Scope::new(vec!["ns/c".into()], "internal".into())),
+            vec!["listener/ns/c/80"],
+            "listed Gateways win over the class"
+        );
+        assert_eq!(
+            names(Scope::new(vec![], "internal".into())),
+            vec!["listener/ns/a/80", "listener/ns/b/80"]
+        );
+        assert_eq!(names(Scope::default()).len(), 3);
+        assert_eq!(
+            snapshot.gateway_classes().get("ns/c").map(String::as_str),
+            Some("public")
+        );
+        // Proxies with the same scope share one view.
+        let scope = Scope::new(
+            vec!["ns/b".into(), "ns/a".into(), "ns/a".into()],
+            String::new(),
+        );
+        assert!(Arc::ptr_eq(
+            &snapshot.view(&scope),
+            &snapshot.view(&Scope::new(
+                vec!["ns/a".into(), "ns/b".into()],
+                String::new()
+            ))
+        ));
+    }
+}

@@ -480,6 +480,24 @@ impl ControlPlane {
         cp
     }
 
+    /// The `status` the control plane computed for `kind` `namespace/name` (from `/status`).
+    pub async fn status_of(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        let reply = admin_get(self.admin, "/status").await.ok()?;
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&reply.body).ok()?;
+        all.into_iter()
+            .find(|o| {
+                o["kind"] == kind
+                    && o["metadata"]["name"] == name
+                    && o["metadata"]["namespace"].as_str().unwrap_or("") == namespace
+            })
+            .map(|o| o["status"].clone())
+    }
+
     /// A metric of the control plane.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let text = admin_get(self.admin, "/metrics").await.ok()?;
@@ -527,6 +545,26 @@ impl Proxy {
             "proxy {node_id} not ready on {admin}"
         );
         proxy
+    }
+
+    /// Starts a proxy with `args` (its transport and the rest) besides `--node-id` and
+    /// `--admin-addr`; does not wait for it to be ready.
+    pub fn spawn(node_id: &str, log_dir: &Path, args: &[String]) -> Self {
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut all: Vec<String> = vec![
+            "--node-id".into(),
+            node_id.into(),
+            "--admin-addr".into(),
+            admin.to_string(),
+        ];
+        all.extend(args.iter().cloned());
+        let process = Process::start(node_id, &binary("serval-proxy"), &all, log_dir);
+        Self { admin, process }
+    }
+
+    /// Whether `/readyz` answers 200 within 20 s.
+    pub async fn ready(&self) -> bool {
+        wait_ready(self.admin).await
     }
 
     /// A metric of the proxy.

@@ -1,13 +1,15 @@
 //! A configuration the proxy cannot apply (a listener whose address is taken) is NACKed with an
 //! error naming the listener, the previous configuration keeps serving, the control plane does not
-//! resend that version, and the next change is applied.
+//! resend that version, and the next change is applied. The NACK shows on the Gateway's
+//! `Programmed` condition, in `ListProxies` (state NACKED) and in `proxy-status`, and clears once
+//! the proxy ACKs a later version.
 
 use serval_common::proto::admin::v1::{
-    ListProxiesRequest, admin_service_client::AdminServiceClient,
+    ListProxiesRequest, SyncState, admin_service_client::AdminServiceClient,
 };
 use serval_e2e::harness::{
-    ControlPlane, EchoBackend, HttpClient, Proxy, TempDir, service_yaml, unique_loopback_ip,
-    wait_until,
+    ControlPlane, EchoBackend, HttpClient, Proxy, TempDir, binary, service_yaml,
+    unique_loopback_ip, wait_until,
 };
 use std::time::Duration;
 
@@ -69,6 +71,56 @@ async fn unbindable_listener_is_nacked_and_last_good_config_keeps_serving() {
         proxies[0].last_error
     );
     assert!(!proxies[0].nacked_version.is_empty());
+    assert_eq!(proxies[0].state, i32::from(SyncState::Nacked));
+
+    // The Gateway whose listener was rejected says so; the other is untouched.
+    let programmed = |status: Option<serde_json::Value>| {
+        status.and_then(|s| {
+            s["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Programmed")
+                .cloned()
+        })
+    };
+    let shows = wait_until(Duration::from_secs(10), || async {
+        programmed(cp.status_of("Gateway", "default", "gw2").await)
+            .is_some_and(|c| c["status"] == "False")
+    })
+    .await;
+    assert!(shows, "the NACK does not show on gw2's status");
+    let c = programmed(cp.status_of("Gateway", "default", "gw2").await).expect("condition");
+    assert_eq!(c["reason"], "Invalid");
+    let message = c["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("proxy nack-proxy rejected configuration")
+            && message.contains("listener/default/gw2/8080"),
+        "{message}"
+    );
+    let gw1 = programmed(cp.status_of("Gateway", "default", "gw1").await).expect("gw1");
+    assert_eq!(gw1["status"], "True", "gw1 is not affected");
+    assert_eq!(cp.metric("serval_xds_rejecting_proxies").await, Some(1.0));
+
+    // proxy-status prints the fleet as a table.
+    let out = std::process::Command::new(binary("serval-control-plane"))
+        .args(["proxy-status", "--xds-plaintext", "--xds-server"])
+        .arg(format!("http://{}", cp.xds))
+        .output()
+        .expect("proxy-status runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("nack-proxy"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("NACKED") && row.contains("cannot bind"),
+        "{table}"
+    );
 
     // The last good configuration keeps serving, and the NACKed version is not resent.
     assert_eq!(proxy.config_dump().await["version"], good_version);
@@ -90,4 +142,19 @@ async fn unbindable_listener_is_nacked_and_last_good_config_keeps_serving() {
     let applied = wait_until(Duration::from_secs(10), || async { ok(ip2).await }).await;
     assert!(applied, "the next version was not applied");
     assert!(ok(ip1).await);
+    let cleared = wait_until(Duration::from_secs(10), || async {
+        programmed(cp.status_of("Gateway", "default", "gw2").await)
+            .is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    assert!(cleared, "gw2 is Programmed again once the proxy ACKed");
+    assert_eq!(cp.metric("serval_xds_rejecting_proxies").await, Some(0.0));
+    let state = admin
+        .list_proxies(ListProxiesRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .proxies[0]
+        .state;
+    assert_eq!(state, i32::from(SyncState::Synced));
 }

@@ -105,7 +105,7 @@ impl Client {
             let sleep = Duration::from_millis(fastrand::u64(
                 delay.as_millis() as u64 / 2..=delay.as_millis() as u64,
             ));
-            tracing::warn!(%error, server = %self.settings.server, retry_in = ?sleep, "delta stream down; serving the last configuration");
+            tracing::warn!(error = %chain(&error), server = %self.settings.server, retry_in = ?sleep, "delta stream down; serving the last configuration");
             tokio::select! {
                 _ = shutdown.fired() => return,
                 _ = tokio::time::sleep(sleep) => {}
@@ -188,4 +188,20 @@ impl Client {
             ..Default::default()
         }
     }
+}
+
+/// An error with its causes, `outer: inner: innermost` (tonic's transport error hides its cause
+/// otherwise, e.g. which TLS file could not be read).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }
