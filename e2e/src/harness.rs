@@ -452,9 +452,10 @@ impl ControlPlane {
             xds.to_string(),
             "--admin-addr".into(),
             admin.to_string(),
-            "--debounce-ms".into(),
-            "50".into(),
         ];
+        if !extra.contains(&"--debounce-ms") {
+            args.extend(["--debounce-ms".into(), "50".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let proxy_admin = (!extra.contains(&"--no-proxy"))
             .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
