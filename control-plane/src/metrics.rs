@@ -47,6 +47,9 @@ pub struct Metrics {
     pub xds_push_seconds: Histogram,
     /// Time from observing a change to every affected proxy having ACKed it.
     pub xds_convergence_seconds: Histogram,
+    /// Time from publishing a snapshot to every affected proxy having ACKed it (the distribution
+    /// part of convergence: no debounce, no translation).
+    pub xds_rollout_seconds: Histogram,
     /// Rollouts given up before every proxy ACKed (more than the tracked number in progress).
     pub xds_rollouts_abandoned: Counter,
     /// Streams refused (stream limit or identity).
@@ -101,6 +104,9 @@ impl Metrics {
             xds_convergence_seconds: Histogram::new([
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
+            xds_rollout_seconds: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
             xds_rollouts_abandoned: Counter::default(),
             xds_rejected_streams: Counter::default(),
             xds_rejecting_proxies: Gauge::default(),
@@ -142,6 +148,11 @@ impl Metrics {
             "xds_convergence_seconds",
             "Time from observing a change to every proxy whose view it changed having ACKed it",
             m.xds_convergence_seconds.clone(),
+        );
+        registry.register(
+            "xds_rollout_seconds",
+            "Time from publishing a snapshot to every proxy whose view it changed having ACKed it",
+            m.xds_rollout_seconds.clone(),
         );
         registry.register(
             "xds_rollouts_abandoned",

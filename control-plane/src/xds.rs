@@ -15,6 +15,7 @@
 //! convergence metric and the NACKs shown on Gateway status.
 
 pub mod fleet;
+pub mod framing;
 pub mod server;
 pub mod stream;
 pub mod tls;

@@ -6,7 +6,8 @@
 //! - **one route change** (repeated): one HTTPRoute's path is rewritten in its file; per proxy,
 //!   the time from the write until it received the new version, and per change the time until the
 //!   last proxy did (convergence), plus the bytes of that response and the control plane's CPU
-//!   seconds spent on the change; the control plane's translate time is read from its metrics;
+//!   seconds spent on the change; from the control plane's metrics, its translate time and the
+//!   rollout time (snapshot published → every proxy's ACK in: distribution only);
 //! - **memory**: the control plane's RSS with the fleet connected, and per connected proxy.
 //!
 //! `cargo build --release && cargo bench -p serval-e2e --bench fleet` runs it against the release
@@ -84,9 +85,9 @@ async fn main() {
         rss_idle as f64 / 1024.0
     );
     println!(
-        "| proxies | initial sync | convergence p50 / p99 (per proxy) | convergence p50 / p99 (last proxy) | bytes per change | CP CPU s per change | translate per change | CP RSS | per proxy |"
+        "| proxies | initial sync | change → proxy p50 / p99 (per proxy) | change → last proxy p50 / p99 | publish → every ACK p50 / p99 | bytes per change | CP CPU s per change | translate per change | CP RSS | per proxy |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
 
     let mut generation = 0;
     for &n in &sizes {
@@ -126,6 +127,7 @@ async fn main() {
         let mut last_proxy = Vec::new();
         let mut bytes = Vec::new();
         let mut cpu = Vec::new();
+        let mut rollout = Vec::new();
         let translate_before = cp.metric("serval_translate_duration_seconds_sum").await;
         let translations_before = cp.metric("serval_translate_duration_seconds_count").await;
         for _ in 0..changes {
@@ -137,6 +139,7 @@ async fn main() {
                 .map(|(v, _)| v)
                 .collect();
             let (_, cpu_before) = process_usage(pid).expect("/proc");
+            let rollouts_before = cp.metric("serval_xds_rollout_seconds_sum").await;
             let t0 = Instant::now();
             dir.write(
                 "changing.yaml",
@@ -166,6 +169,21 @@ async fn main() {
             }
             let (_, cpu_after) = process_usage(pid).expect("/proc");
             cpu.push(cpu_after - cpu_before);
+            // One rollout per change: the histogram's sum grows by exactly its duration once every
+            // proxy's ACK is in.
+            let acked = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    let now = cp.metric("serval_xds_rollout_seconds_sum").await;
+                    if now != rollouts_before {
+                        return now;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+            .await;
+            if let (Ok(Some(after)), Some(before)) = (acked, rollouts_before) {
+                rollout.push((after - before) * 1e3);
+            }
             let arrivals = fleet.received.arrivals(&version);
             let mut latest = 0.0f64;
             for a in &arrivals {
@@ -192,18 +210,23 @@ async fn main() {
             cp.metric("serval_translate_duration_seconds_sum").await,
             cp.metric("serval_translate_duration_seconds_count").await,
         ) {
-            (Some(s0), Some(c0), Some(s1), Some(c1)) if c1 > c0 => (s1 - s0) / (c1 - c0) * 1e3,
+            (Some(s0), Some(c0), Some(s1), Some(c1)) if c1 > c0 => {
+                eprintln!("translations: {} taking {:.3} s in all", c1 - c0, s1 - s0);
+                (s1 - s0) / (c1 - c0) * 1e3
+            }
             _ => 0.0,
         };
         let (rss, _) = process_usage(pid).expect("/proc");
         let per = (rss.saturating_sub(rss_idle)) as f64 / n as f64;
         println!(
-            "| {n} | {:.2} s | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.0} | {:.4} | {:.1} ms | {:.1} MiB | {:.1} KiB |",
+            "| {n} | {:.2} s | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.0} | {:.3} | {:.1} ms | {:.1} MiB | {:.1} KiB |",
             initial.as_secs_f64(),
             quantile(&mut per_proxy, 0.5),
             quantile(&mut per_proxy, 0.99),
             quantile(&mut last_proxy, 0.5),
             quantile(&mut last_proxy, 0.99),
+            quantile(&mut rollout, 0.5),
+            quantile(&mut rollout, 0.99),
             quantile(&mut bytes, 0.5),
             quantile(&mut cpu, 0.5),
             translate_ms,

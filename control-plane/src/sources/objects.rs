@@ -111,9 +111,20 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 /// Parses multi-document YAML. Any invalid document makes the whole text invalid, so a half-written
 /// file never replaces the last good version of itself with part of its objects.
+///
+/// The parser's budget is raised for large fleets of objects (its defaults stop at 1,024 documents
+/// and 250,000 nodes a file); it still bounds what one file can cost.
 pub fn parse_documents(origin: &str, text: &str) -> Result<Parsed, ParseError> {
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Yaml {
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 200_000,
+            max_nodes: 40_000_000,
+            max_events: 100_000_000,
+            max_total_scalar_bytes: 1 << 30,
+        },
+    };
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| ParseError::Yaml {
             origin: origin.to_owned(),
             message: e.to_string(),
         })?;

@@ -72,6 +72,7 @@ pub struct ProxyRecord {
 struct Rollout {
     sequence: u64,
     observed: Instant,
+    published: Instant,
     pending: BTreeSet<u64>,
 }
 
@@ -197,6 +198,7 @@ impl Fleet {
         rollouts.push_back(Rollout {
             sequence: snapshot.sequence,
             observed: snapshot.observed,
+            published: Instant::now(),
             pending,
         });
         while rollouts.len() > ROLLOUTS {
@@ -276,6 +278,9 @@ impl Fleet {
                 self.metrics
                     .xds_convergence_seconds
                     .observe(now.saturating_duration_since(r.observed).as_secs_f64());
+                self.metrics
+                    .xds_rollout_seconds
+                    .observe(now.saturating_duration_since(r.published).as_secs_f64());
                 false
             } else {
                 true

@@ -14,6 +14,7 @@
 
 use super::{
     fleet::{self, Fleet, Rejection},
+    framing::ConfigDiscoveryService,
     stream::{Answer, StreamState},
     tls::{self, PeerInfo, Reloading},
 };
@@ -28,7 +29,7 @@ use serval_common::{
         },
         discovery::v1::{
             DeltaConfigRequest, DeltaConfigResponse, Resource,
-            config_discovery_server::{ConfigDiscovery, ConfigDiscoveryServer},
+            config_discovery_server::ConfigDiscovery,
         },
     },
     shutdown,
@@ -129,7 +130,10 @@ impl DeltaServer {
         let tls = self.tls.clone();
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
-            .set_serving::<ConfigDiscoveryServer<DeltaServer>>()
+            .set_service_status(
+                <ConfigDiscoveryService as tonic::server::NamedService>::NAME,
+                tonic_health::ServingStatus::Serving,
+            )
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -157,11 +161,7 @@ impl DeltaServer {
                 AdminServiceServer::new(admin).max_encoding_message_size(limits.max_message_size),
                 admin_only,
             ))
-            .add_service(
-                ConfigDiscoveryServer::new(self)
-                    .max_decoding_message_size(limits.max_message_size)
-                    .max_encoding_message_size(limits.max_message_size),
-            );
+            .add_service(ConfigDiscoveryService::new(self, limits.max_message_size));
         let stop = async move { shutdown.fired().await };
         match tls {
             None => {

@@ -60,3 +60,15 @@ fn missing_name_is_an_error() {
         .expect_err("no name");
     assert!(err.to_string().contains("metadata.name"), "{err}");
 }
+
+#[test]
+fn a_file_may_hold_thousands_of_documents() {
+    let route = |i: usize| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r-{i}, namespace: default}}\nspec:\n  parentRefs: [{{name: gw}}]\n  hostnames: [\"app-{i}.example.com\"]\n"
+        )
+    };
+    let text = (0..5_000).map(route).collect::<Vec<_>>().join("---\n");
+    let parsed = parse_documents("big.yaml", &text).expect("5,000 documents parse");
+    assert_eq!(parsed.objects.len(), 5_000);
+}
