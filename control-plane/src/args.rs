@@ -94,17 +94,7 @@ pub struct CertgenArgs {
     #[arg(long)]
     pub out_dir: PathBuf,
     /// DNS name or IP of the control plane's certificate; repeat for several.
-    #[arg(
-        long = "server-name",
-        default_values_t = [
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "serval-control-plane".to_owned(),
-            "serval-control-plane.serval-system".to_owned(),
-            "serval-control-plane.serval-system.svc".to_owned(),
-            "serval-control-plane.serval-system.svc.cluster.local".to_owned(),
-        ]
-    )]
+    #[arg(long = "server-name", default_values_t = CertgenArgs::default_server_names())]
     pub server_names: Vec<String>,
     /// File name of the proxy certificate (`NAME.crt`, `NAME.key`).
     #[arg(long, default_value = "proxy")]
@@ -123,6 +113,22 @@ pub struct CertgenArgs {
     /// `serval-xds-admin`) in this namespace.
     #[arg(long)]
     pub kubernetes_namespace: Option<String>,
+}
+
+impl CertgenArgs {
+    /// Loopback, and the control plane's Service as the manifests name it.
+    pub fn default_server_names() -> Vec<String> {
+        [
+            "localhost",
+            "127.0.0.1",
+            "serval-control-plane",
+            "serval-control-plane.serval-system",
+            "serval-control-plane.serval-system.svc",
+            "serval-control-plane.serval-system.svc.cluster.local",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
 }
 
 impl From<CertgenArgs> for crate::certgen::Request {

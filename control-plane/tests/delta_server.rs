@@ -308,3 +308,58 @@ async fn a_proxy_that_stops_reading_holds_back_nobody_and_nothing_piles_up() {
     reader.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_beyond_the_cap_are_refused() {
+    let (_snapshots_tx, snapshots_rx) = watch::channel(Arc::new(big(0, 16)));
+    let metrics = Arc::new(Metrics::register(&mut Registry::default()));
+    let fleet = Arc::new(Fleet::new(Arc::clone(&metrics)));
+    let (trigger, shutdown) = serval_common::shutdown::channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let limits = Limits {
+        max_streams: 1,
+        ..Limits::default()
+    };
+    let server = DeltaServer::new(
+        snapshots_rx,
+        fleet,
+        Arc::clone(&metrics),
+        limits,
+        None,
+        shutdown,
+    );
+    let serving = tokio::spawn(server.serve(listener));
+    let open = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut client = ConfigDiscoveryClient::connect(url).await.expect("connect");
+            let (tx, rx) = mpsc::channel(1);
+            tx.send(hello(id)).await.expect("hello");
+            let result = client.delta_config(ReceiverStream::new(rx)).await;
+            (result, tx)
+        }
+    };
+    let (first, _keep) = open("first").await;
+    let mut first = first.expect("the first stream is accepted").into_inner();
+    let response = tokio::time::timeout(Duration::from_secs(10), first.message())
+        .await
+        .expect("in time")
+        .expect("ok");
+    assert!(response.is_some(), "the first stream is served");
+    let (second, _keep2) = open("second").await;
+    let status = match second {
+        Err(status) => status,
+        Ok(stream) => stream
+            .into_inner()
+            .message()
+            .await
+            .expect_err("the second stream is refused"),
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    assert_eq!(metrics.xds_rejected_streams.get(), 1);
+    trigger.fire();
+    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+}

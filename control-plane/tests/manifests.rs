@@ -866,8 +866,8 @@ fn proxies_reach_the_control_plane_through_its_service() {
     let control_plane = manifests.deployment(CONTROL_PLANE);
     let server = flag(args(container(manifests.deployment(PROXY))), "--xds-server");
     let authority = server
-        .strip_prefix("http://")
-        .expect("--xds-server is http://HOST:PORT");
+        .strip_prefix("https://")
+        .expect("--xds-server is https://HOST:PORT (mutual TLS)");
     let (host, port) = authority.split_once(':').expect("--xds-server has a port");
     let port: i32 = port.parse().expect("--xds-server port is a number");
     let host = host.strip_suffix(".cluster.local").unwrap_or(host);
@@ -890,6 +890,62 @@ fn proxies_reach_the_control_plane_through_its_service() {
         addr_port(cp, "--xds-addr"),
         "Service {name}:{port} → --xds-addr"
     );
+}
+
+#[test]
+fn the_delta_protocol_is_mutual_tls_with_the_secrets_certgen_writes() {
+    let manifests = Manifests::load();
+    for (name, secret) in [
+        (CONTROL_PLANE, "serval-xds-server"),
+        (PROXY, "serval-xds-proxy"),
+    ] {
+        let deployment = manifests.deployment(name);
+        let c = container(deployment);
+        let argv = args(c);
+        assert!(
+            !argv.iter().any(|a| a == "--xds-plaintext"),
+            "{name} runs the delta protocol in plaintext"
+        );
+        let pod = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(secret))
+            .unwrap_or_else(|| panic!("{name} mounts no Secret {secret}"));
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == volume.name)
+            .unwrap_or_else(|| panic!("{name} does not mount volume {}", volume.name));
+        assert_eq!(mount.read_only, Some(true));
+        for (name_of_flag, key) in [
+            ("--xds-cert", "tls.crt"),
+            ("--xds-key", "tls.key"),
+            ("--xds-ca", "ca.crt"),
+        ] {
+            assert_eq!(
+                flag(argv, name_of_flag),
+                format!("{}/{key}", mount.mount_path),
+                "{name} {name_of_flag}"
+            );
+        }
+    }
+    // certgen's default server names cover the address proxies dial.
+    let server = flag(args(container(manifests.deployment(PROXY))), "--xds-server");
+    let host = server
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or_default()
+        .to_owned();
+    let defaults = serval_control_plane::args::CertgenArgs::default_server_names();
+    assert!(defaults.contains(&host), "{host} not in {defaults:?}");
 }
 
 #[test]

@@ -142,6 +142,23 @@ async fn main() {
         quantile(&mut per_proxy.clone(), 0.5),
         quantile(&mut per_proxy, 0.99),
     );
+    let (mut apply_sum, mut apply_count) = (0.0, 0.0);
+    for proxy in &fleet {
+        apply_sum += proxy
+            .metric("serval_config_apply_duration_seconds_sum")
+            .await
+            .unwrap_or(0.0);
+        apply_count += proxy
+            .metric("serval_config_apply_duration_seconds_count")
+            .await
+            .unwrap_or(0.0);
+    }
+    if apply_count > 0.0 {
+        println!(
+            "proxies: {apply_count} configurations applied, {:.1} ms each on average",
+            apply_sum / apply_count * 1e3
+        );
+    }
     if let Some(translate) = cp.metric("serval_translate_duration_seconds_sum").await
         && let Some(count) = cp.metric("serval_translate_duration_seconds_count").await
     {

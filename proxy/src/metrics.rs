@@ -1,7 +1,7 @@
 //! The proxy's metric families (registered with the `serval_` prefix).
 
 use prometheus_client::{
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -24,6 +24,8 @@ pub struct Metrics {
     pub xds_connects: Counter,
     /// 1 when the proxy started from its `--config-cache`.
     pub config_cache_loaded: Gauge,
+    /// Time to decode, validate, compile and swap in one response.
+    pub config_apply_seconds: Histogram,
     /// Upstream requests retried (HTTPRoute retry).
     pub upstream_retries: Counter,
     /// Requests that ran out of time, by `kind` (`request` or `backend_request`).
@@ -46,6 +48,9 @@ impl Metrics {
             config_rejected: Counter::default(),
             xds_connects: Counter::default(),
             config_cache_loaded: Gauge::default(),
+            config_apply_seconds: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
             upstream_retries: Counter::default(),
             timeouts: Family::default(),
             mirrors: Family::default(),
@@ -55,6 +60,11 @@ impl Metrics {
             "http_responses",
             "HTTP responses sent, by status code",
             m.responses.clone(),
+        );
+        registry.register(
+            "config_apply_duration_seconds",
+            "Time to decode, validate, compile and swap in one delta response",
+            m.config_apply_seconds.clone(),
         );
         registry.register(
             "config_cache_loaded",

@@ -263,6 +263,44 @@ pub fn allowed(
 mod tests {
     use super::*;
 
+    #[test]
+    fn new_material_is_loaded_when_the_files_change_and_bad_material_is_not() {
+        let dir = std::env::temp_dir().join(format!("serval-reload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let request = |names: &[&str]| crate::certgen::Request {
+            out_dir: dir.clone(),
+            server_names: names.iter().map(|n| n.to_string()).collect(),
+            proxy_name: "proxy".into(),
+            proxy_gateways: vec![],
+            proxy_gateway_classes: vec![],
+            valid_days: 1,
+            kubernetes_namespace: None,
+        };
+        crate::certgen::run(&request(&["a.example"])).expect("certs");
+        let files = TlsFiles {
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+            ca: dir.join("ca.crt"),
+        };
+        let material = Reloading::load(files).expect("loads");
+        assert!(!material.reload_if_changed(), "nothing changed");
+        let before = material.current.load_full();
+        // Modification times have a granularity: make sure the new files look newer.
+        std::thread::sleep(Duration::from_millis(1100));
+        crate::certgen::run(&request(&["b.example"])).expect("new certs");
+        assert!(material.reload_if_changed(), "new files are loaded");
+        assert!(!Arc::ptr_eq(&before, &material.current.load_full()));
+        let good = material.current.load_full();
+        std::thread::sleep(Duration::from_millis(1100));
+        std::fs::write(dir.join("server.key"), "not a key").expect("write");
+        assert!(!material.reload_if_changed(), "a bad key is refused");
+        assert!(
+            Arc::ptr_eq(&good, &material.current.load_full()),
+            "the old material stays"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn node(gateways: &[&str], class: &str) -> Node {
         Node {
             id: "p".into(),

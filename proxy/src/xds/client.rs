@@ -165,10 +165,17 @@ impl Client {
         self.metrics
             .xds_resources_received
             .inc_by(response.resources.len() as u64);
-        let error_detail = match self.applier.apply(response).await {
+        let started = std::time::Instant::now();
+        let applied = self.applier.apply(response).await;
+        let took = started.elapsed();
+        self.metrics
+            .config_apply_seconds
+            .observe(took.as_secs_f64());
+        let error_detail = match applied {
             Ok(()) => {
                 self.metrics.config_applied.inc();
                 tracing::info!(
+                    took_ms = took.as_secs_f64() * 1e3,
                     version = %response.system_version_info,
                     upserts = response.resources.len(),
                     removals = response.removed_resources.len(),
