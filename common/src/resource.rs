@@ -250,27 +250,7 @@ impl Resource {
             },
             // Routes of a deprecated inline RouteConfig are not followed: the proxy rejects it.
             Self::RouteConfig(_) => {}
-            Self::AttachedRoute(ar) => {
-                out.extend(ar.attachments.iter().map(|a| a.route_config.clone()));
-                let mirrors = |f: &Option<pb::Filters>| {
-                    f.iter()
-                        .flat_map(|f| &f.mirrors)
-                        .map(|m| m.cluster.clone())
-                        .collect::<Vec<_>>()
-                };
-                for route in &ar.routes {
-                    out.extend(mirrors(&route.filters));
-                    if let Some(pb::route::Action::Route(action)) = &route.action {
-                        for backend in &action.backends {
-                            out.extend(mirrors(&backend.filters));
-                            if let Some(pb::weighted_backend::Target::Cluster(c)) = &backend.target
-                            {
-                                out.push(c.clone());
-                            }
-                        }
-                    }
-                }
-            }
+            Self::AttachedRoute(ar) => out.extend(attached_route_references(ar)),
             Self::Cluster(c) => out.push(c.load_assignment_name.clone()),
             Self::ClusterLoadAssignment(_) | Self::Secret(_) => {}
         }
@@ -309,6 +289,34 @@ impl Resource {
         // Serializing generated messages into a Value cannot fail: no maps with non-string keys.
         value.unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// Names an AttachedRoute refers to: the RouteConfigs it joins and the Clusters its routes (and
+/// their mirrors) use, unsorted and possibly repeated.
+pub fn attached_route_references(ar: &pb::AttachedRoute) -> Vec<String> {
+    let mut out: Vec<String> = ar
+        .attachments
+        .iter()
+        .map(|a| a.route_config.clone())
+        .collect();
+    let mirrors = |f: &Option<pb::Filters>| {
+        f.iter()
+            .flat_map(|f| &f.mirrors)
+            .map(|m| m.cluster.clone())
+            .collect::<Vec<_>>()
+    };
+    for route in &ar.routes {
+        out.extend(mirrors(&route.filters));
+        if let Some(pb::route::Action::Route(action)) = &route.action {
+            for backend in &action.backends {
+                out.extend(mirrors(&backend.filters));
+                if let Some(pb::weighted_backend::Target::Cluster(c)) = &backend.target {
+                    out.push(c.clone());
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct Config {
     pub listeners: BTreeMap<SocketAddr, ListenerConfig>,
     /// UDP sockets to serve, by the address they are bound to.
     pub udp: BTreeMap<SocketAddr, UdpListenerConfig>,
+    /// Compiled clusters and routes, reused by the next compile where their inputs are unchanged.
+    pub compiled: compile::Compiled,
 }
 
 /// What one bound UDP socket serves.

@@ -66,6 +66,18 @@ pub(super) fn invalid(
     }
 }
 
+/// The compiled routes of each AttachedRoute, by name, with the version they were compiled from.
+pub type CompiledRoutes = BTreeMap<String, (String, Arc<Vec<Arc<Route>>>)>;
+
+/// Compiled clusters and routes of one configuration, with the versions they were compiled from.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    /// Cluster name → (its version, its assignment's version, compiled).
+    pub clusters: BTreeMap<String, (String, String, Arc<Cluster>)>,
+    /// AttachedRoute name → (its version, its compiled routes in resource order).
+    pub routes: CompiledRoutes,
+}
+
 /// Compiles `resources`. `bind_ip` replaces every Listener's IP (`--bind-address`).
 pub fn compile(
     version: String,
@@ -73,12 +85,45 @@ pub fn compile(
     versions: BTreeMap<String, String>,
     bind_ip: Option<IpAddr>,
 ) -> Result<Config, CompileError> {
+    compile_with(None, version, resources, versions, bind_ip)
+}
+
+/// Like [`compile`], reusing what `previous` compiled where the versions the control plane sent
+/// are unchanged: a Cluster whose version and assignment version are the same, and an
+/// AttachedRoute whose version is the same and whose Clusters were all reused. A route change
+/// among thousands then compiles that route and re-assembles the tables, nothing else.
+pub fn compile_with(
+    previous: Option<&Compiled>,
+    version: String,
+    resources: BTreeMap<String, Resource>,
+    versions: BTreeMap<String, String>,
+    bind_ip: Option<IpAddr>,
+) -> Result<Config, CompileError> {
+    let known = |name: &str| versions.get(name).filter(|v| !v.is_empty()).cloned();
+    let mut compiled = Compiled::default();
     let mut clusters = BTreeMap::new();
     for resource in resources.values() {
         if let Resource::Cluster(c) = resource {
-            clusters.insert(c.name.clone(), Arc::new(cluster(c, &resources)?));
+            let key = (known(&c.name), known(&c.load_assignment_name));
+            let reused = match (&key, previous.and_then(|p| p.clusters.get(&c.name))) {
+                ((Some(v), Some(cla)), Some((pv, pcla, arc))) if v == pv && cla == pcla => {
+                    Some(Arc::clone(arc))
+                }
+                _ => None,
+            };
+            let arc = match reused {
+                Some(arc) => arc,
+                None => Arc::new(cluster(c, &resources)?),
+            };
+            if let (Some(v), Some(cla)) = key {
+                compiled
+                    .clusters
+                    .insert(c.name.clone(), (v, cla, Arc::clone(&arc)));
+            }
+            clusters.insert(c.name.clone(), arc);
         }
     }
+    let mut routes = route_table::RouteCache::new(previous, &versions, &clusters);
     let route_configs: BTreeMap<&str, &pb::RouteConfig> = resources
         .values()
         .filter_map(|r| match r {
@@ -135,7 +180,7 @@ pub fn compile(
                         .get(rc.name.as_str())
                         .map(Vec::as_slice)
                         .unwrap_or_default();
-                    route_table::add(&mut router, rc, attached, &clusters)?;
+                    route_table::add(&mut router, rc, attached, &mut routes)?;
                 }
             }
         }
@@ -157,12 +202,14 @@ pub fn compile(
         let backends = Arc::new(l4_backends(&ls[0].name, l4, &clusters)?);
         udp.insert(addr, UdpListenerConfig { names, backends });
     }
+    compiled.routes = routes.into_compiled();
     Ok(Config {
         version,
         resources,
         versions,
         listeners,
         udp,
+        compiled,
     })
 }
 

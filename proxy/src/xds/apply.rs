@@ -48,7 +48,8 @@ impl Applier {
             resources.insert(r.name.clone(), decoded);
             versions.insert(r.name.clone(), r.version.clone());
         }
-        let config = compile::compile(
+        let config = compile::compile_with(
+            Some(&current.compiled),
             response.system_version_info.clone(),
             resources,
             versions,

@@ -9,7 +9,9 @@
 //!   each host's list is complete (the proxy never falls through to another virtual host), so
 //!   routes of less specific hostnames of the same listener follow the more specific ones.
 //!
-//! Each route is compiled once per AttachedRoute and shared by every virtual host it is in.
+//! Each route is compiled once per AttachedRoute and shared by every virtual host it is in; an
+//! AttachedRoute unchanged since the previous configuration keeps its compiled routes
+//! ([`RouteCache`]).
 
 use super::{CompileError, compile_route, invalid};
 use crate::{
@@ -63,6 +65,84 @@ pub(super) fn index<'a>(
 /// The compiled routes of one AttachedRoute, each with its sort key.
 type Compiled<'a> = Vec<(PrecedenceKey<'a>, Arc<Route>)>;
 
+/// Compiled routes by AttachedRoute: from the previous configuration when unchanged, else
+/// compiled now (once, however many RouteConfigs the AttachedRoute joins).
+pub(super) struct RouteCache<'a> {
+    previous: Option<&'a super::Compiled>,
+    versions: &'a BTreeMap<String, String>,
+    clusters: &'a BTreeMap<String, Arc<Cluster>>,
+    now: super::CompiledRoutes,
+}
+
+impl<'a> RouteCache<'a> {
+    pub(super) fn new(
+        previous: Option<&'a super::Compiled>,
+        versions: &'a BTreeMap<String, String>,
+        clusters: &'a BTreeMap<String, Arc<Cluster>>,
+    ) -> Self {
+        Self {
+            previous,
+            versions,
+            clusters,
+            now: BTreeMap::new(),
+        }
+    }
+
+    /// What this configuration compiled or reused, for the next one.
+    pub(super) fn into_compiled(self) -> super::CompiledRoutes {
+        self.now
+    }
+
+    fn routes(&mut self, ar: &pb::AttachedRoute) -> Result<Arc<Vec<Arc<Route>>>, CompileError> {
+        if let Some((_, routes)) = self.now.get(&ar.name) {
+            return Ok(Arc::clone(routes));
+        }
+        let version = self.versions.get(&ar.name).filter(|v| !v.is_empty());
+        let routes = match self.reusable(ar, version) {
+            Some(routes) => routes,
+            None => {
+                let mut routes = Vec::with_capacity(ar.routes.len());
+                for (r, route) in ar.routes.iter().enumerate() {
+                    let field = format!("routes[{r}]");
+                    routes.push(Arc::new(compile_route(
+                        &ar.name,
+                        &field,
+                        route,
+                        self.clusters,
+                    )?));
+                }
+                Arc::new(routes)
+            }
+        };
+        if let Some(v) = version {
+            self.now
+                .insert(ar.name.clone(), (v.clone(), Arc::clone(&routes)));
+        }
+        Ok(routes)
+    }
+
+    /// The previous compilation of `ar`, if its version and every Cluster it uses are unchanged.
+    fn reusable(
+        &self,
+        ar: &pb::AttachedRoute,
+        version: Option<&String>,
+    ) -> Option<Arc<Vec<Arc<Route>>>> {
+        let previous = self.previous?;
+        let (was, routes) = previous.routes.get(&ar.name)?;
+        if Some(was) != version {
+            return None;
+        }
+        let same_clusters = serval_common::resource::attached_route_references(ar)
+            .iter()
+            .filter(|n| n.starts_with("cluster/"))
+            .all(|n| match (self.clusters.get(n), previous.clusters.get(n)) {
+                (Some(now), Some((_, _, before))) => Arc::ptr_eq(now, before),
+                _ => false,
+            });
+        same_clusters.then(|| Arc::clone(routes))
+    }
+}
+
 /// One compiled route with where it sorts.
 struct Entry<'a> {
     specificity: &'a str,
@@ -75,7 +155,7 @@ pub(super) fn add(
     router: &mut Router,
     rc: &pb::RouteConfig,
     attached: &[&pb::AttachedRoute],
-    clusters: &BTreeMap<String, Arc<Cluster>>,
+    cache: &mut RouteCache<'_>,
 ) -> Result<(), CompileError> {
     #[allow(deprecated)] // read only to reject it
     if !rc.virtual_hosts.is_empty() {
@@ -92,15 +172,13 @@ pub(super) fn add(
     // Compile every route once; group them by (hostname, listener).
     let mut compiled: Vec<(&pb::AttachedRoute, Compiled<'_>)> = Vec::with_capacity(attached.len());
     for ar in attached {
+        let built = cache.routes(ar)?;
         let mut routes = Vec::with_capacity(ar.routes.len());
-        for (r, route) in ar.routes.iter().enumerate() {
-            let field = format!("routes[{r}]");
-            let key = PrecedenceKey::of(route)
-                .ok_or_else(|| invalid(&ar.name, format!("{field}.precedence"), "must be set"))?;
-            routes.push((
-                key,
-                Arc::new(compile_route(&ar.name, &field, route, clusters)?),
-            ));
+        for (r, (route, compiled_route)) in ar.routes.iter().zip(built.iter()).enumerate() {
+            let key = PrecedenceKey::of(route).ok_or_else(|| {
+                invalid(&ar.name, format!("routes[{r}].precedence"), "must be set")
+            })?;
+            routes.push((key, Arc::clone(compiled_route)));
         }
         compiled.push((ar, routes));
     }

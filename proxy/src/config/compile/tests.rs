@@ -374,3 +374,112 @@ fn inline_virtual_hosts_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn unchanged_routes_and_clusters_are_reused_and_changed_ones_recompiled() {
+    let cluster = |port: u32| {
+        vec![
+            Resource::Cluster(pb::Cluster {
+                name: "cluster/ns/svc/80".into(),
+                load_assignment_name: "endpoints/ns/svc/80".into(),
+                ..Default::default()
+            }),
+            Resource::ClusterLoadAssignment(pb::ClusterLoadAssignment {
+                name: "endpoints/ns/svc/80".into(),
+                cluster_name: "cluster/ns/svc/80".into(),
+                endpoints: vec![pb::Endpoint {
+                    address: Some(pb::SocketAddress {
+                        ip: "127.0.0.1".into(),
+                        port,
+                    }),
+                    ..Default::default()
+                }],
+            }),
+        ]
+    };
+    let forward = |name: &str| pb::Route {
+        name: name.into(),
+        action: Some(pb::route::Action::Route(pb::RouteAction {
+            backends: vec![pb::WeightedBackend {
+                weight: 1,
+                target: Some(pb::weighted_backend::Target::Cluster(
+                    "cluster/ns/svc/80".into(),
+                )),
+                filters: None,
+            }],
+        })),
+        ..Default::default()
+    };
+    let world = |port: u32, direct_path: &str| {
+        set([
+            vec![
+                listener("a", "127.0.0.1", 80),
+                route_config_with("a", &[("http", "*")]),
+                attached("a", "http", &["fwd.example"], forward("fwd")),
+                attached(
+                    "a",
+                    "http",
+                    &["direct.example"],
+                    direct_route("direct", prefix(direct_path)),
+                ),
+            ],
+            cluster(port),
+        ]
+        .concat())
+    };
+    let versions = |resources: &BTreeMap<String, Resource>| -> BTreeMap<String, String> {
+        resources
+            .iter()
+            .map(|(n, r)| (n.clone(), r.version().to_string()))
+            .collect()
+    };
+    let compile_next = |previous: Option<&Config>, resources: BTreeMap<String, Resource>| {
+        let v = versions(&resources);
+        compile_with(
+            previous.map(|c| &c.compiled),
+            "v".into(),
+            resources,
+            v,
+            None,
+        )
+        .expect("valid")
+    };
+    let route_of = |c: &Config, name: &str| {
+        Arc::clone(&c.compiled.routes[&names::attached_route("ns", "a", "HTTPRoute", "ns", name)].1)
+    };
+    let first = compile_next(None, world(8080, "/"));
+    // Only the direct route changes: the forwarding route and the cluster are reused.
+    let second = compile_next(Some(&first), world(8080, "/other"));
+    assert!(Arc::ptr_eq(
+        &route_of(&first, "fwd"),
+        &route_of(&second, "fwd")
+    ));
+    assert!(!Arc::ptr_eq(
+        &route_of(&first, "direct"),
+        &route_of(&second, "direct")
+    ));
+    // The endpoints change: the cluster and the route using it are compiled again.
+    let third = compile_next(Some(&second), world(9090, "/other"));
+    assert!(!Arc::ptr_eq(
+        &route_of(&second, "fwd"),
+        &route_of(&third, "fwd")
+    ));
+    assert!(Arc::ptr_eq(
+        &route_of(&second, "direct"),
+        &route_of(&third, "direct")
+    ));
+    let socket = &third.listeners[&SocketAddr::from(([127, 0, 0, 1], 80))];
+    let req = http::Request::get("/").body(()).expect("request");
+    let route = socket.router.route("fwd.example", &req).expect("routed");
+    let Action::Forward(backends) = &route.action else {
+        panic!("forward expected")
+    };
+    let Some(Target::Cluster(cluster)) = backends.pick().map(|b| &b.target) else {
+        panic!("a cluster")
+    };
+    assert_eq!(
+        cluster.endpoints[0].addr.port(),
+        9090,
+        "the new endpoints are used"
+    );
+}
