@@ -50,21 +50,9 @@ pub struct ProxyStatusArgs {
         default_value = "http://127.0.0.1:18000"
     )]
     pub xds_server: String,
-    /// Connect without TLS.
-    #[arg(long)]
-    pub xds_plaintext: bool,
-    /// PEM admin client certificate (`certgen` writes `admin.crt`).
-    #[arg(long, env = "SERVAL_XDS_CERT")]
-    pub xds_cert: Option<PathBuf>,
-    /// PEM private key of `--xds-cert`.
-    #[arg(long, env = "SERVAL_XDS_KEY")]
-    pub xds_key: Option<PathBuf>,
-    /// PEM CA certificate the control plane's certificate must chain to.
-    #[arg(long, env = "SERVAL_XDS_CA")]
-    pub xds_ca: Option<PathBuf>,
-    /// The name the control plane's certificate must carry; default: the host of `--xds-server`.
-    #[arg(long)]
-    pub xds_server_name: Option<String>,
+    /// Plaintext, or mutual TLS with an admin certificate (`certgen` writes `admin.crt`).
+    #[command(flatten)]
+    pub transport: serval_proxy::args::XdsClientArgs,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: crate::proxy_status::Output,
@@ -73,17 +61,9 @@ pub struct ProxyStatusArgs {
 impl ProxyStatusArgs {
     /// How to connect, with the same rules as `serval-proxy`.
     pub fn connector(&self) -> Result<serval_proxy::xds::tls::Connector, String> {
-        serval_proxy::args::connector(
-            &self.xds_server,
-            self.xds_plaintext,
-            (
-                self.xds_cert.clone(),
-                self.xds_key.clone(),
-                self.xds_ca.clone(),
-            ),
-            self.xds_server_name.clone(),
-        )
-        .map_err(|e| e.to_string())
+        self.transport
+            .connector(&self.xds_server)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -34,6 +34,28 @@ pub struct Args {
     /// Bind every listener on this IP instead of its Gateway's address (ports unchanged).
     #[arg(long)]
     pub bind_address: Option<IpAddr>,
+    /// How to reach the control plane.
+    #[command(flatten)]
+    pub transport: XdsClientArgs,
+    /// Keep the last ACKed configuration in this file and, on start, serve it at once while the
+    /// control plane is unreachable.
+    #[arg(long, env = "SERVAL_CONFIG_CACHE")]
+    pub config_cache: Option<PathBuf>,
+    /// topology.kubernetes.io/zone of this proxy.
+    #[arg(long, default_value = "")]
+    pub zone: String,
+    /// How long removed listeners and shutdown wait for open requests.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub drain_timeout_secs: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// The transport flags of every delta-protocol client (`serval-proxy`,
+/// `serval-control-plane proxy-status`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct XdsClientArgs {
     /// Speak the delta protocol without TLS (`http://` server URL). Otherwise mutual TLS with
     /// `--xds-cert`, `--xds-key` and `--xds-ca`.
     #[arg(long)]
@@ -50,19 +72,22 @@ pub struct Args {
     /// The name the control plane's certificate must carry; default: the host of `--xds-server`.
     #[arg(long)]
     pub xds_server_name: Option<String>,
-    /// Keep the last ACKed configuration in this file and, on start, serve it at once while the
-    /// control plane is unreachable.
-    #[arg(long, env = "SERVAL_CONFIG_CACHE")]
-    pub config_cache: Option<PathBuf>,
-    /// topology.kubernetes.io/zone of this proxy.
-    #[arg(long, default_value = "")]
-    pub zone: String,
-    /// How long removed listeners and shutdown wait for open requests.
-    #[arg(long, default_value = "10", value_name = "SECONDS")]
-    pub drain_timeout_secs: u64,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t)]
-    pub log_format: LogFormat,
+}
+
+impl XdsClientArgs {
+    /// How to reach `server` with these flags.
+    pub fn connector(&self, server: &str) -> Result<Connector, ArgsError> {
+        connector(
+            server,
+            self.xds_plaintext,
+            (
+                self.xds_cert.clone(),
+                self.xds_key.clone(),
+                self.xds_ca.clone(),
+            ),
+            self.xds_server_name.clone(),
+        )
+    }
 }
 
 /// A command-line value is invalid.
@@ -96,12 +121,7 @@ impl TryFrom<Args> for ProxyConfig {
                 return Err(ArgsError::Gateway(g.clone()));
             }
         }
-        let connector = connector(
-            &args.xds_server,
-            args.xds_plaintext,
-            (args.xds_cert, args.xds_key, args.xds_ca),
-            args.xds_server_name,
-        )?;
+        let connector = args.transport.connector(&args.xds_server)?;
         if args.node_id.is_empty() {
             return Err(ArgsError::NodeId);
         }
