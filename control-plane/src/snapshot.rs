@@ -54,6 +54,17 @@ impl Versioned {
     }
 }
 
+impl Versioned {
+    /// The resource as the delta protocol carries it, under `name`.
+    pub fn to_wire(&self, name: &str) -> serval_common::proto::discovery::v1::Resource {
+        serval_common::proto::discovery::v1::Resource {
+            name: name.to_owned(),
+            version: self.version.to_string(),
+            resource: Some(self.any.clone()),
+        }
+    }
+}
+
 /// Every resource, by name.
 #[derive(Debug)]
 pub struct Snapshot {

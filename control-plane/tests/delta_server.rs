@@ -177,11 +177,19 @@ fn big(version: usize, size: usize) -> Snapshot {
     Snapshot::new(resources).sequence(version as u64)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_proxy_that_stops_reading_holds_back_nobody_and_nothing_piles_up() {
-    const SIZE: usize = 512 * 1024;
-    const VERSIONS: usize = 40;
-    let (snapshots_tx, snapshots_rx) = watch::channel(Arc::new(big(0, SIZE)));
+/// A delta server on a free loopback port serving `first` and later what is sent on the returned
+/// channel; fire the trigger to stop it.
+struct Running {
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    metrics: Arc<Metrics>,
+    fleet: Arc<Fleet>,
+    trigger: serval_common::shutdown::Trigger,
+    url: String,
+    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(first: Snapshot, limits: Limits) -> Running {
+    let (snapshots, snapshots_rx) = watch::channel(Arc::new(first));
     let metrics = Arc::new(Metrics::register(&mut Registry::default()));
     let fleet = Arc::new(Fleet::new(Arc::clone(&metrics)));
     let (trigger, shutdown) = serval_common::shutdown::channel();
@@ -193,11 +201,33 @@ async fn a_proxy_that_stops_reading_holds_back_nobody_and_nothing_piles_up() {
         snapshots_rx,
         Arc::clone(&fleet),
         Arc::clone(&metrics),
-        Limits::default(),
+        limits,
         None,
         shutdown,
     );
     let serving = tokio::spawn(server.serve(listener));
+    Running {
+        snapshots,
+        metrics,
+        fleet,
+        trigger,
+        url,
+        serving,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_stops_reading_holds_back_nobody_and_nothing_piles_up() {
+    const SIZE: usize = 512 * 1024;
+    const VERSIONS: usize = 40;
+    let Running {
+        snapshots: snapshots_tx,
+        metrics,
+        fleet,
+        trigger,
+        url,
+        serving,
+    } = start(big(0, SIZE), Limits::default()).await;
 
     // The stuck proxy: opens its stream, then never reads a response.
     let mut stuck_client = ConfigDiscoveryClient::connect(url.clone())
@@ -311,27 +341,18 @@ async fn a_proxy_that_stops_reading_holds_back_nobody_and_nothing_piles_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_cap_are_refused() {
-    let (_snapshots_tx, snapshots_rx) = watch::channel(Arc::new(big(0, 16)));
-    let metrics = Arc::new(Metrics::register(&mut Registry::default()));
-    let fleet = Arc::new(Fleet::new(Arc::clone(&metrics)));
-    let (trigger, shutdown) = serval_common::shutdown::channel();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
     let limits = Limits {
         max_streams: 1,
         ..Limits::default()
     };
-    let server = DeltaServer::new(
-        snapshots_rx,
-        fleet,
-        Arc::clone(&metrics),
-        limits,
-        None,
-        shutdown,
-    );
-    let serving = tokio::spawn(server.serve(listener));
+    let Running {
+        snapshots: _snapshots,
+        metrics,
+        trigger,
+        url,
+        serving,
+        ..
+    } = start(big(0, 16), limits).await;
     let open = |id: &'static str| {
         let url = url.clone();
         async move {

@@ -475,11 +475,7 @@ impl AdminService for Admin {
             (Some(view), _) => view
                 .resources
                 .iter()
-                .map(|(name, v)| Resource {
-                    name: name.clone(),
-                    version: v.version.to_string(),
-                    resource: Some(v.any.clone()),
-                })
+                .map(|(name, v)| v.to_wire(name))
                 .collect(),
             (None, Some(initial)) => initial
                 .iter()

@@ -8,7 +8,7 @@
 use crate::snapshot::{Scope, Snapshot, View, diff};
 use serval_common::{
     SnapshotVersion, Version,
-    proto::discovery::v1::{DeltaConfigRequest, DeltaConfigResponse, ErrorDetail, Node, Resource},
+    proto::discovery::v1::{DeltaConfigRequest, DeltaConfigResponse, ErrorDetail, Node},
 };
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -194,11 +194,7 @@ impl StreamState {
             resources: delta
                 .upserts
                 .iter()
-                .map(|(name, v)| Resource {
-                    name: name.clone(),
-                    version: v.version.to_string(),
-                    resource: Some(v.any.clone()),
-                })
+                .map(|(name, v)| v.to_wire(name))
                 .collect(),
             removed_resources: delta.removals.clone(),
             nonce: nonce.clone(),
