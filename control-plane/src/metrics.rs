@@ -62,6 +62,8 @@ pub struct Metrics {
     pub translate_seconds: Histogram,
     /// Source changes that were only statuses (Kubernetes), so no translation was needed.
     pub translations_skipped: Counter,
+    /// HTTPRoutes and GRPCRoutes whose previous translation was reused (nothing they read changed).
+    pub translate_reused_routes: Counter,
     /// Snapshots published (a translation whose result changed).
     pub snapshots: Counter,
     /// Resources in the latest snapshot.
@@ -115,6 +117,7 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
             translations_skipped: Counter::default(),
+            translate_reused_routes: Counter::default(),
             snapshots: Counter::default(),
             snapshot_resources: Gauge::default(),
             config_file_errors: Gauge::default(),
@@ -179,6 +182,11 @@ impl Metrics {
             "translations_skipped",
             "Source changes that were only statuses, so no translation was needed",
             m.translations_skipped.clone(),
+        );
+        registry.register(
+            "translate_reused_routes",
+            "HTTPRoutes and GRPCRoutes whose previous translation was reused",
+            m.translate_reused_routes.clone(),
         );
         registry.register("snapshots", "Snapshots published", m.snapshots.clone());
         registry.register(

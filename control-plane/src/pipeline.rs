@@ -121,8 +121,11 @@ impl Pipeline {
             now: now_rfc3339(),
             fleet_addresses: self.fleet_addresses(&inputs),
         };
-        let output = translate::translate(&inputs, &options);
+        let output = memory.translator.translate(inputs, &options);
         self.metrics.translations.inc();
+        self.metrics
+            .translate_reused_routes
+            .inc_by(output.reused_routes as u64);
         self.metrics
             .translate_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -133,7 +136,8 @@ impl Pipeline {
         }
         memory.reported = current;
 
-        let snapshot = Snapshot::new(output.resources)
+        let previous = Arc::clone(&self.snapshots.borrow());
+        let snapshot = Snapshot::next(&previous, output.resources)
             .observed_at(state.observed_at.unwrap_or(started))
             .sequence(memory.sequence + 1);
         self.metrics
@@ -192,7 +196,7 @@ impl Pipeline {
             .as_ref()
             .and_then(|k| k.proxy_service.clone())
             .and_then(|key| inputs.services.get(&key))
-            .map(translate::fleet_addresses)
+            .map(|s| translate::fleet_addresses(s))
             .unwrap_or_default()
     }
 }
@@ -208,6 +212,8 @@ struct Memory {
     sequence: u64,
     /// The last source state and the statuses translate computed for it (before rejections).
     last: Option<(Arc<SourceState>, Arc<Vec<ObjectStatus>>)>,
+    /// Translates only what changed since the last source state.
+    translator: translate::Incremental,
 }
 
 /// Observed statuses in the shape [`status::carry_transition_times`] takes.

@@ -102,6 +102,24 @@ impl Snapshot {
         )
     }
 
+    /// Like [`Snapshot::new`], sharing with `previous` the encoding of every resource that is
+    /// equal to the one of the same name there (a change to one route among thousands encodes
+    /// and hashes that route only). The result is the same as [`Snapshot::new`]'s.
+    pub fn next(previous: &Snapshot, resources: BTreeMap<String, Resource>) -> Self {
+        Self::from_versioned(
+            resources
+                .into_iter()
+                .map(|(name, resource)| {
+                    let versioned = match previous.resources.get(&name) {
+                        Some(was) if was.resource == resource => Arc::clone(was),
+                        _ => Arc::new(Versioned::new(resource)),
+                    };
+                    (name, versioned)
+                })
+                .collect(),
+        )
+    }
+
     /// A snapshot of already encoded resources (unchanged ones can be shared with the previous
     /// snapshot).
     pub fn from_versioned(resources: BTreeMap<String, Arc<Versioned>>) -> Self {
@@ -298,5 +316,29 @@ mod tests {
                 String::new()
             ))
         ));
+    }
+
+    #[test]
+    fn a_next_snapshot_shares_unchanged_encodings_and_versions_like_a_new_one() {
+        let resources = |class_c: &str| -> BTreeMap<String, Resource> {
+            [
+                listener("ns/a", "internal"),
+                listener("ns/b", "internal"),
+                listener("ns/c", class_c),
+            ]
+            .into_iter()
+            .map(|r| (r.name().to_owned(), r))
+            .collect()
+        };
+        let first = Snapshot::new(resources("public"));
+        let next = Snapshot::next(&first, resources("internal"));
+        assert_eq!(next.version, Snapshot::new(resources("internal")).version);
+        assert_ne!(next.version, first.version);
+        let shared = |name: &str| Arc::ptr_eq(&first.resources[name], &next.resources[name]);
+        assert!(shared("listener/ns/a/80") && shared("listener/ns/b/80"));
+        assert!(
+            !shared("listener/ns/c/80"),
+            "a changed resource is encoded anew"
+        );
     }
 }

@@ -19,6 +19,7 @@ mod gateway_class;
 mod grpc_route;
 pub use serval_common::hostname;
 mod http_route;
+pub mod incremental;
 pub mod inputs;
 mod kind_conflicts;
 mod l4_route;
@@ -28,6 +29,8 @@ mod reference_grant;
 mod route_config;
 pub mod status;
 
+pub use incremental::Incremental;
+use incremental::Reuse;
 pub use inputs::Inputs;
 pub use status::ObjectStatus;
 
@@ -65,10 +68,27 @@ pub struct Output {
     pub statuses: Vec<ObjectStatus>,
     /// Warnings that are not status (duplicates, skipped objects).
     pub diagnostics: Vec<String>,
+    /// HTTPRoutes and GRPCRoutes whose translation was reused from the previous one
+    /// ([`Incremental`]; always 0 for [`translate`]).
+    pub reused_routes: usize,
 }
 
-/// Translates `inputs`.
+/// Translates `inputs` from scratch ([`Incremental`] reuses the previous translation).
 pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
+    run(
+        inputs,
+        opts,
+        &mut incremental::Memos::default(),
+        &Reuse::nothing(),
+    )
+}
+
+fn run(
+    inputs: &Inputs,
+    opts: &Options,
+    memos: &mut incremental::Memos,
+    reuse: &Reuse<'_>,
+) -> Output {
     let mut out = Output {
         diagnostics: inputs.diagnostics.clone(),
         ..Output::default()
@@ -79,14 +99,21 @@ pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
     let (mut entries, mut route_statuses) = http_route::translate(
         http_route::HTTP_ROUTE,
         &inputs.http_routes,
-        &BTreeMap::new(),
+        |_, route| Some((std::borrow::Cow::Borrowed(route), None)),
+        &mut memos.http_routes,
+        reuse,
         inputs,
         opts,
         &mut gateways,
         &mut out.resources,
     );
-    let (grpc_entries, grpc_statuses) =
-        grpc_route::translate(inputs, opts, &mut gateways, &mut out.resources);
+    let (grpc_entries, grpc_statuses) = grpc_route::translate(
+        inputs,
+        opts,
+        (&mut memos.grpc_routes, reuse),
+        &mut gateways,
+        &mut out.resources,
+    );
     entries.extend(grpc_entries);
     route_statuses.extend(grpc_statuses);
     kind_conflicts::resolve(&mut entries, &mut route_statuses, &mut gateways);
@@ -136,6 +163,7 @@ pub fn translate(inputs: &Inputs, opts: &Options) -> Output {
             ));
         }
     }
+    out.reused_routes = reuse.reused.get();
     out
 }
 

@@ -4,8 +4,9 @@
 //!
 //! Beyond the comparison, each case checks the invariants: order independence (reversed and
 //! shuffled documents give byte-identical output and the same snapshot version), stable versions,
-//! consistency (every referenced name exists), status coverage, and that the proxy's compiler
-//! accepts the resources.
+//! consistency (every referenced name exists), status coverage, that the proxy's compiler
+//! accepts the resources, and that incremental translation gives the same output as translating
+//! from scratch (the same inputs again, and each object removed and added back).
 //!
 //! `SERVAL_BLESS=1 cargo test -p serval-control-plane --test translate_golden` rewrites expected
 //! files and deletes orphaned ones; with `CI=true` nothing is ever written.
@@ -16,7 +17,7 @@ use serval_common::Resource;
 use serval_control_plane::{
     snapshot::{Scope, Snapshot},
     sources::objects::{self, Object},
-    translate::{self, GatewayAddress, Inputs, Options},
+    translate::{self, GatewayAddress, Incremental, Inputs, Options, Output},
 };
 use std::{
     collections::BTreeMap,
@@ -229,6 +230,8 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
     .map_err(|e| format!("the proxy rejects the output: {e}"))?;
     // Invariant: status coverage.
     check_status_coverage(&inputs, opts, &output.statuses)?;
+    // Invariant: incremental translation is translation.
+    check_incremental(objects, opts, &output)?;
 
     let mut groups: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for key in [
@@ -296,6 +299,54 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
     }
     let text = serde_saphyr::to_string(&doc).map_err(|e| e.to_string())?;
     Ok((text, snapshot.version.to_string()))
+}
+
+/// Translates with one [`Incremental`] translator through: nothing → `objects` → the same again
+/// (every HTTPRoute and GRPCRoute must be reused) → for each object, `objects` without it →
+/// `objects`; each output must equal translating the same inputs from scratch.
+fn check_incremental(objects: &[Object], opts: &Options, full: &Output) -> Result<(), Failed> {
+    let mut incremental = Incremental::default();
+    let mut step = |objects: &[Object], expected: Option<&Output>, what: &str| {
+        let inputs = Inputs::from_objects(objects.iter().cloned());
+        let scratch;
+        let expected = match expected {
+            Some(e) => e,
+            None => {
+                scratch = translate::translate(&inputs, opts);
+                &scratch
+            }
+        };
+        let routes = inputs.http_routes.len() + inputs.grpc_routes.len();
+        let got = incremental.translate(inputs, opts);
+        let differs = if got.resources != expected.resources {
+            "resources"
+        } else if got.statuses != expected.statuses {
+            "statuses"
+        } else if got.diagnostics != expected.diagnostics {
+            "diagnostics"
+        } else {
+            return Ok((got.reused_routes, routes));
+        };
+        Err(Failed::from(format!(
+            "incremental translation {what}: its {differs} differ from a translation from scratch"
+        )))
+    };
+    step(objects, Some(full), "from nothing")?;
+    let (reused, routes) = step(objects, Some(full), "of the same inputs again")?;
+    if reused != routes {
+        return Err(format!(
+            "incremental translation of the same inputs again reused {reused} of {routes} routes"
+        )
+        .into());
+    }
+    for (i, object) in objects.iter().enumerate() {
+        let mut without = objects.to_vec();
+        without.remove(i);
+        let what = object.object_ref();
+        step(&without, None, &format!("without {what}"))?;
+        step(objects, Some(full), &format!("with {what} back"))?;
+    }
+    Ok(())
 }
 
 fn check_status_coverage(

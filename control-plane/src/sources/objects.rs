@@ -18,36 +18,37 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
 };
 use serde::de::DeserializeOwned;
-use std::fmt;
+use std::{fmt, sync::Arc};
 
-/// A decoded object of a kind Serval reads.
+/// A decoded object of a kind Serval reads. Shared (`Arc`): sources, inputs and the translation
+/// memo hold the same object, so a new source state costs no copies, and an object that did not
+/// change is recognised by pointer.
 #[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)] // objects live in maps, a box per object buys nothing
 pub enum Object {
     /// `gateway.networking.k8s.io/v1 GatewayClass`.
-    GatewayClass(GatewayClass),
+    GatewayClass(Arc<GatewayClass>),
     /// `gateway.networking.k8s.io/v1 Gateway`.
-    Gateway(Gateway),
+    Gateway(Arc<Gateway>),
     /// `gateway.networking.k8s.io/v1 HTTPRoute`.
-    HttpRoute(HttpRoute),
+    HttpRoute(Arc<HttpRoute>),
     /// `gateway.networking.k8s.io/v1 GRPCRoute`.
-    GrpcRoute(GrpcRoute),
+    GrpcRoute(Arc<GrpcRoute>),
     /// `gateway.networking.k8s.io/v1alpha2 TCPRoute`.
-    TcpRoute(TcpRoute),
+    TcpRoute(Arc<TcpRoute>),
     /// `gateway.networking.k8s.io/v1 TLSRoute` (status only: no listener accepts it yet).
-    TlsRoute(TlsRoute),
+    TlsRoute(Arc<TlsRoute>),
     /// `gateway.networking.k8s.io/v1alpha2 UDPRoute`.
-    UdpRoute(UdpRoute),
+    UdpRoute(Arc<UdpRoute>),
     /// `gateway.networking.k8s.io/v1beta1|v1 ReferenceGrant`.
-    ReferenceGrant(ReferenceGrant),
+    ReferenceGrant(Arc<ReferenceGrant>),
     /// `v1 Service`.
-    Service(Service),
+    Service(Arc<Service>),
     /// `discovery.k8s.io/v1 EndpointSlice`.
-    EndpointSlice(EndpointSlice),
+    EndpointSlice(Arc<EndpointSlice>),
     /// `v1 Namespace`.
-    Namespace(Namespace),
+    Namespace(Arc<Namespace>),
     /// `v1 Secret`.
-    Secret(Secret),
+    Secret(Arc<Secret>),
 }
 
 /// Kind, namespace and name of an object.
@@ -171,18 +172,22 @@ pub fn parse_values(origin: &str, documents: Vec<serde_json::Value>) -> Result<P
         }
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let object = match (group, kind.as_str()) {
-            (GATEWAY_GROUP, "GatewayClass") => decode(doc).map(Object::GatewayClass),
-            (GATEWAY_GROUP, "Gateway") => decode(doc).map(Object::Gateway),
-            (GATEWAY_GROUP, "HTTPRoute") => decode(doc).map(Object::HttpRoute),
-            (GATEWAY_GROUP, "GRPCRoute") => decode(doc).map(Object::GrpcRoute),
-            (GATEWAY_GROUP, "TCPRoute") => decode(doc).map(Object::TcpRoute),
-            (GATEWAY_GROUP, "TLSRoute") => decode(doc).map(Object::TlsRoute),
-            (GATEWAY_GROUP, "UDPRoute") => decode(doc).map(Object::UdpRoute),
-            (GATEWAY_GROUP, "ReferenceGrant") => decode(doc).map(Object::ReferenceGrant),
-            ("", "Service") => decode(doc).map(Object::Service),
-            ("", "Namespace") => decode(doc).map(Object::Namespace),
-            ("", "Secret") => decode(doc).map(Object::Secret),
-            ("discovery.k8s.io", "EndpointSlice") => decode(doc).map(Object::EndpointSlice),
+            (GATEWAY_GROUP, "GatewayClass") => decode(doc).map(Arc::new).map(Object::GatewayClass),
+            (GATEWAY_GROUP, "Gateway") => decode(doc).map(Arc::new).map(Object::Gateway),
+            (GATEWAY_GROUP, "HTTPRoute") => decode(doc).map(Arc::new).map(Object::HttpRoute),
+            (GATEWAY_GROUP, "GRPCRoute") => decode(doc).map(Arc::new).map(Object::GrpcRoute),
+            (GATEWAY_GROUP, "TCPRoute") => decode(doc).map(Arc::new).map(Object::TcpRoute),
+            (GATEWAY_GROUP, "TLSRoute") => decode(doc).map(Arc::new).map(Object::TlsRoute),
+            (GATEWAY_GROUP, "UDPRoute") => decode(doc).map(Arc::new).map(Object::UdpRoute),
+            (GATEWAY_GROUP, "ReferenceGrant") => {
+                decode(doc).map(Arc::new).map(Object::ReferenceGrant)
+            }
+            ("", "Service") => decode(doc).map(Arc::new).map(Object::Service),
+            ("", "Namespace") => decode(doc).map(Arc::new).map(Object::Namespace),
+            ("", "Secret") => decode(doc).map(Arc::new).map(Object::Secret),
+            ("discovery.k8s.io", "EndpointSlice") => {
+                decode(doc).map(Arc::new).map(Object::EndpointSlice)
+            }
             _ => {
                 parsed.skipped.push(format!(
                     "{origin}: document {index} ({api_version} {kind} {name:?}): kind not read by Serval, skipped"
@@ -206,13 +211,13 @@ impl Object {
     pub fn same_but_status(&self, other: &Object) -> bool {
         fn strip(object: &Object) -> Option<serde_json::Value> {
             let mut value = match object {
-                Object::GatewayClass(o) => serde_json::to_value(o),
-                Object::Gateway(o) => serde_json::to_value(o),
-                Object::HttpRoute(o) => serde_json::to_value(o),
-                Object::GrpcRoute(o) => serde_json::to_value(o),
-                Object::TcpRoute(o) => serde_json::to_value(o),
-                Object::UdpRoute(o) => serde_json::to_value(o),
-                Object::TlsRoute(o) => serde_json::to_value(o),
+                Object::GatewayClass(o) => serde_json::to_value(&**o),
+                Object::Gateway(o) => serde_json::to_value(&**o),
+                Object::HttpRoute(o) => serde_json::to_value(&**o),
+                Object::GrpcRoute(o) => serde_json::to_value(&**o),
+                Object::TcpRoute(o) => serde_json::to_value(&**o),
+                Object::UdpRoute(o) => serde_json::to_value(&**o),
+                Object::TlsRoute(o) => serde_json::to_value(&**o),
                 _ => return None,
             }
             .ok()?;

@@ -5,7 +5,11 @@
 //! name selects the slice port of the same name, and only endpoints whose `ready` condition is not
 //! false are used (first address of each endpoint).
 
-use super::{inputs::Inputs, reference_grant, status::reason};
+use super::{
+    inputs::{Inputs, Key},
+    reference_grant,
+    status::reason,
+};
 use k8s_openapi::api::core::v1::ServicePort;
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::{collections::BTreeMap, net::IpAddr};
@@ -69,6 +73,30 @@ impl Transport {
     }
 }
 
+/// Where resolving writes: the Cluster and ClusterLoadAssignment resources, and what a
+/// route's translation read and used, so that it can be reused while those are unchanged
+/// (`translate::incremental`).
+#[derive(Debug)]
+pub(super) struct Produced<'a> {
+    /// Every resource of the translation.
+    pub(super) resources: &'a mut BTreeMap<String, Resource>,
+    /// The Services looked up, found or not (in the order looked up; repeats possible).
+    pub(super) services: Vec<Key>,
+    /// The Cluster and ClusterLoadAssignment names resolved.
+    pub(super) names: Vec<String>,
+}
+
+impl<'a> Produced<'a> {
+    /// Writes into `resources`.
+    pub(super) fn new(resources: &'a mut BTreeMap<String, Resource>) -> Self {
+        Self {
+            resources,
+            services: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+}
+
 /// Why a backendRef is invalid: (reason, message).
 pub(super) type Invalid = (&'static str, String);
 
@@ -82,7 +110,7 @@ pub(super) fn resolve(
     transport: Transport,
     from_ns: &str,
     backend: &BackendRef<'_>,
-    resources: &mut BTreeMap<String, Resource>,
+    out: &mut Produced<'_>,
 ) -> Result<String, Invalid> {
     // Formatted only into error messages: resolving must not allocate on success.
     let what = Named(backend);
@@ -115,6 +143,7 @@ pub(super) fn resolve(
         ));
     }
     let key = (backend.namespace.to_owned(), backend.name.to_owned());
+    out.services.push(key.clone());
     let Some(service) = inputs.services.get(&key) else {
         return Err((
             reason::BACKEND_NOT_FOUND,
@@ -178,13 +207,12 @@ pub(super) fn resolve(
         Transport::Udp => cluster_name.push_str("/udp"),
         Transport::Http { .. } => {}
     }
-    if !resources.contains_key(&cluster_name) {
-        let mut load_assignment_name =
-            names::load_assignment(backend.namespace, backend.name, port16);
-        // UDP endpoints are other ports than the TCP ones of the same Service port number.
-        if transport == Transport::Udp {
-            load_assignment_name.push_str("/udp");
-        }
+    let mut load_assignment_name = names::load_assignment(backend.namespace, backend.name, port16);
+    // UDP endpoints are other ports than the TCP ones of the same Service port number.
+    if transport == Transport::Udp {
+        load_assignment_name.push_str("/udp");
+    }
+    if !out.resources.contains_key(&cluster_name) {
         let cluster = pb::Cluster {
             name: cluster_name.clone(),
             load_assignment_name: load_assignment_name.clone(),
@@ -195,16 +223,19 @@ pub(super) fn resolve(
             connect_timeout: None,
         };
         let endpoints = endpoints(inputs, &key, service_port, transport.port_protocol());
-        resources.insert(cluster_name.clone(), Resource::Cluster(cluster));
-        resources.insert(
+        out.resources
+            .insert(cluster_name.clone(), Resource::Cluster(cluster));
+        out.resources.insert(
             load_assignment_name.clone(),
             Resource::ClusterLoadAssignment(pb::ClusterLoadAssignment {
-                name: load_assignment_name,
+                name: load_assignment_name.clone(),
                 cluster_name: cluster_name.clone(),
                 endpoints,
             }),
         );
     }
+    out.names.push(cluster_name.clone());
+    out.names.push(load_assignment_name);
     Ok(cluster_name)
 }
 

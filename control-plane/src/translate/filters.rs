@@ -11,7 +11,7 @@
 //! into the rule-level type so there is one code path.
 
 use super::{
-    backends::{self, BackendRef},
+    backends::{self, BackendRef, Produced},
     http_route::RouteKind,
     inputs::Inputs,
     status::reason,
@@ -25,8 +25,7 @@ use gateway_api::experimental::httproutes::{
     HttpRouteRulesFiltersUrlRewritePathType as RewritePathType,
 };
 use serde::Serialize;
-use serval_common::{Resource, proto::config::v1 as pb, validate};
-use std::collections::BTreeMap;
+use serval_common::{proto::config::v1 as pb, validate};
 
 /// Where the filters are written, which decides what they may contain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +80,7 @@ pub(super) fn convert(
     field: &str,
     level: Level,
     filters: &[HttpRouteRulesFilters],
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut Produced<'_>,
 ) -> Result<Converted, Problem> {
     let mut out = Converted::default();
     let mut seen: Vec<&FilterType> = Vec::new();
@@ -404,7 +403,7 @@ fn mirror(
     ns: &str,
     at: &str,
     m: &Mirror,
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut Produced<'_>,
 ) -> Result<Result<pb::RequestMirror, (&'static str, String)>, Problem> {
     let (numerator, denominator) = match (&m.percent, &m.fraction) {
         (Some(_), Some(_)) => {

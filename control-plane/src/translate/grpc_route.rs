@@ -11,7 +11,8 @@ use super::{
     Options,
     gateway::GatewayModel,
     http_route::{self, RouteEntry, RouteKind},
-    inputs::{Inputs, Key},
+    incremental::{Memo, Reuse},
+    inputs::Inputs,
     matching,
     status::ObjectStatus,
 };
@@ -21,7 +22,7 @@ use gateway_api::{
 };
 use serde_json::{Value, json};
 use serval_common::Resource;
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 /// GRPCRoute.
 pub(super) const GRPC_ROUTE: RouteKind = RouteKind {
@@ -162,38 +163,30 @@ fn strip_nulls(v: Value) -> Value {
     }
 }
 
-/// Every GRPCRoute in HTTPRoute form, ready for `http_route::translate` with [`GRPC_ROUTE`], and
-/// the routes that are invalid as written (with the message naming the field).
-fn as_http_routes(
-    routes: &BTreeMap<Key, GrpcRoute>,
-) -> (BTreeMap<Key, HttpRoute>, BTreeMap<Key, String>) {
-    let mut out = BTreeMap::new();
-    let mut rejected = BTreeMap::new();
-    for (key, route) in routes {
-        let (converted, invalid) = to_http_route(route);
-        if let Some(message) = invalid {
-            rejected.insert(key.clone(), message);
-        }
-        match converted {
-            Some(r) => {
-                out.insert(key.clone(), r);
-            }
-            None => tracing::warn!(route = ?key, "GRPCRoute has no HTTPRoute form; skipped"),
-        }
-    }
-    (out, rejected)
-}
-
-/// Translates every GRPCRoute (see the module docs).
+/// Translates every GRPCRoute (see the module docs), reusing what `memo` and `reuse` allow.
 pub(super) fn translate(
     inputs: &Inputs,
     opts: &Options,
+    (memo, reuse): (&mut Memo<GrpcRoute>, &Reuse<'_>),
     gateways: &mut [GatewayModel],
     resources: &mut BTreeMap<String, Resource>,
 ) -> (Vec<RouteEntry>, Vec<ObjectStatus>) {
-    let (routes, rejected) = as_http_routes(&inputs.grpc_routes);
     http_route::translate(
-        GRPC_ROUTE, &routes, &rejected, inputs, opts, gateways, resources,
+        GRPC_ROUTE,
+        &inputs.grpc_routes,
+        |key, route| {
+            let (converted, invalid) = to_http_route(route);
+            if converted.is_none() {
+                tracing::warn!(route = ?key, "GRPCRoute has no HTTPRoute form; skipped");
+            }
+            converted.map(|r| (Cow::Owned(r), invalid))
+        },
+        memo,
+        reuse,
+        inputs,
+        opts,
+        gateways,
+        resources,
     )
 }
 

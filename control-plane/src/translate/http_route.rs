@@ -10,9 +10,10 @@
 use super::{
     Options,
     attach::{self, Attachment, ParentRef},
-    backends::{self, BackendRef},
+    backends::{self, BackendRef, Produced},
     filters::{self, Level, Problem},
     gateway::GatewayModel,
+    incremental::{Memo, Reuse, Translated},
     inputs::{Inputs, Key},
     matching::{self, Origin},
     policy,
@@ -20,7 +21,7 @@ use super::{
 };
 use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteRules};
 use serval_common::{Resource, names, proto::config::v1 as pb};
-use std::{collections::BTreeMap, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 /// The route kind being translated: HTTPRoute, or GRPCRoute (converted to HTTPRoute form by
 /// `grpc_route`, with HTTP/2 to its backends).
@@ -42,7 +43,7 @@ pub(super) const HTTP_ROUTE: RouteKind = RouteKind {
 };
 
 /// One route match, attached through one listener for one hostname.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct RouteEntry {
     /// Index into the Gateway models.
     pub(super) gateway: usize,
@@ -67,13 +68,17 @@ pub(super) struct RouteOwner {
     pub(super) kind: &'static str,
 }
 
-/// Translates every HTTPRoute that names a Gateway of ours.
-/// `rejected`: routes already found invalid by the caller (a GRPCRoute match that has no HTTPRoute
-/// form), with the message naming the field; they get `Accepted=False`.
-pub(super) fn translate(
+/// Translates every route of `kind` that names a Gateway of ours, reusing the translations in
+/// `memo` that `reuse` allows. `convert` gives a route's HTTPRoute form and, for a route found
+/// invalid by it (a GRPCRoute match that has no HTTPRoute form), the message naming the field
+/// (the route gets `Accepted=False`); `None` skips the route.
+#[allow(clippy::too_many_arguments)] // the two call sites differ in every argument
+pub(super) fn translate<S: PartialEq>(
     kind: RouteKind,
-    routes: &BTreeMap<Key, HttpRoute>,
-    rejected: &BTreeMap<Key, String>,
+    routes: &BTreeMap<Key, Arc<S>>,
+    convert: impl for<'s> Fn(&Key, &'s S) -> Option<(Cow<'s, HttpRoute>, Option<String>)>,
+    memo: &mut Memo<S>,
+    reuse: &Reuse<'_>,
     inputs: &Inputs,
     opts: &Options,
     gateways: &mut [GatewayModel],
@@ -86,24 +91,38 @@ pub(super) fn translate(
         .collect();
     let mut entries = Vec::new();
     let mut statuses = Vec::new();
-    for (key, route) in routes {
-        let (ns, name) = key;
-        if let Some(status) = translate_one(
-            kind,
-            rejected.get(key),
-            inputs,
-            opts,
-            gateways,
-            &index,
-            resources,
-            ns,
-            name,
-            route,
-            &mut entries,
-        ) {
-            statuses.push(status);
+    let mut next = Memo::default();
+    for (key, source) in routes {
+        let translated = match memo.get(key, source, reuse) {
+            Some(kept) => {
+                reuse.replay(&kept, resources);
+                kept
+            }
+            None => {
+                let Some((route, rejected)) = convert(key, source) else {
+                    continue;
+                };
+                Arc::new(translate_one(
+                    kind,
+                    rejected.as_ref(),
+                    inputs,
+                    opts,
+                    gateways,
+                    &index,
+                    resources,
+                    key,
+                    &route,
+                ))
+            }
+        };
+        for (g, l) in &translated.counted {
+            gateways[*g].listeners[*l].attached_routes += 1;
         }
+        entries.extend(translated.entries.iter().cloned());
+        statuses.extend(translated.status.iter().cloned());
+        next.insert(key, source, &translated);
     }
+    *memo = next;
     (entries, statuses)
 }
 
@@ -113,14 +132,13 @@ fn translate_one(
     rejected: Option<&String>,
     inputs: &Inputs,
     opts: &Options,
-    gateways: &mut [GatewayModel],
+    gateways: &[GatewayModel],
     index: &BTreeMap<Key, usize>,
     resources: &mut BTreeMap<String, Resource>,
-    ns: &str,
-    name: &str,
+    (ns, name): &Key,
     route: &HttpRoute,
-    entries: &mut Vec<RouteEntry>,
-) -> Option<ObjectStatus> {
+) -> Translated {
+    let mut out = Translated::default();
     let generation = route.metadata.generation.unwrap_or(0);
     let hostnames: Vec<String> = route
         .spec
@@ -141,7 +159,7 @@ fn translate_one(
         index,
     );
     if parents.is_empty() {
-        return None;
+        return out;
     }
     let attachments: Vec<Attachment> = parents
         .iter()
@@ -164,7 +182,11 @@ fn translate_one(
     let rules = if let Some(message) = invalid_hostname {
         Err((reason::UNSUPPORTED_VALUE, message))
     } else if attached_anywhere {
-        translate_rules(kind, inputs, ns, name, route, resources)
+        let mut produced = Produced::new(resources);
+        let rules = translate_rules(kind, inputs, ns, name, route, &mut produced);
+        out.services = produced.services;
+        out.names = produced.names;
+        rules
     } else {
         Ok(RulesOutcome::default())
     };
@@ -201,11 +223,11 @@ fn translate_one(
                 for (listener, listener_hostnames) in listeners {
                     // A route counts once per listener, however many of its parentRefs reach it.
                     if counted.insert((*gw, *listener)) {
-                        gateways[*gw].listeners[*listener].attached_routes += 1;
+                        out.counted.push((*gw, *listener));
                     }
                     for hostname in listener_hostnames {
                         for m in &outcome.matches {
-                            entries.push(RouteEntry {
+                            out.entries.push(RouteEntry {
                                 gateway: *gw,
                                 listener: *listener,
                                 hostname: hostname.clone(),
@@ -238,7 +260,7 @@ fn translate_one(
             "conditions": conditions,
         }));
     }
-    Some(ObjectStatus {
+    out.status = Some(ObjectStatus {
         api_version: GATEWAY_API_VERSION.to_owned(),
         kind: kind.name.to_owned(),
         metadata: StatusMetadata {
@@ -247,7 +269,8 @@ fn translate_one(
             generation,
         },
         status: serde_json::json!({ "parents": parents_with_foreign(route, opts, parent_statuses) }),
-    })
+    });
+    out
 }
 
 /// `status.parents` as written: the entries of other controllers, untouched and first (another
@@ -292,7 +315,7 @@ fn translate_rules(
     ns: &str,
     name: &str,
     route: &HttpRoute,
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut Produced<'_>,
 ) -> Result<RulesOutcome, (&'static str, String)> {
     let mut outcome = RulesOutcome::default();
     let rules = route.spec.rules.as_deref().unwrap_or_default();
@@ -399,7 +422,7 @@ fn translate_rule(
     ns: &str,
     rule: &HttpRouteRules,
     i: usize,
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut Produced<'_>,
     outcome: &mut RulesOutcome,
 ) -> RuleOut {
     let fail = |outcome: &mut RulesOutcome, problem: Problem| {
@@ -474,7 +497,7 @@ fn rule_backends(
     ns: &str,
     rule: &HttpRouteRules,
     i: usize,
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut Produced<'_>,
     outcome: &mut RulesOutcome,
 ) -> (pb::route::Action, Option<String>) {
     let mut replaces_prefix = None;

@@ -18,7 +18,7 @@ use k8s_openapi::api::{
     core::v1::{Namespace, Secret, Service},
     discovery::v1::EndpointSlice,
 };
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 /// `(namespace, name)`.
 pub type Key = (String, String);
@@ -27,30 +27,30 @@ pub type Key = (String, String);
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
     /// GatewayClasses by name.
-    pub gateway_classes: BTreeMap<String, GatewayClass>,
+    pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
     /// Gateways.
-    pub gateways: BTreeMap<Key, Gateway>,
+    pub gateways: BTreeMap<Key, Arc<Gateway>>,
     /// HTTPRoutes.
-    pub http_routes: BTreeMap<Key, HttpRoute>,
+    pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
     /// GRPCRoutes.
-    pub grpc_routes: BTreeMap<Key, GrpcRoute>,
+    pub grpc_routes: BTreeMap<Key, Arc<GrpcRoute>>,
     /// TCPRoutes.
-    pub tcp_routes: BTreeMap<Key, TcpRoute>,
+    pub tcp_routes: BTreeMap<Key, Arc<TcpRoute>>,
     /// UDPRoutes.
-    pub udp_routes: BTreeMap<Key, UdpRoute>,
+    pub udp_routes: BTreeMap<Key, Arc<UdpRoute>>,
     /// TLSRoutes: only their status is translated (no listener accepts them yet).
-    pub tls_routes: BTreeMap<Key, TlsRoute>,
+    pub tls_routes: BTreeMap<Key, Arc<TlsRoute>>,
     /// ReferenceGrants.
-    pub reference_grants: BTreeMap<Key, ReferenceGrant>,
+    pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     /// Services.
-    pub services: BTreeMap<Key, Service>,
+    pub services: BTreeMap<Key, Arc<Service>>,
     /// EndpointSlices by the Service they belong to (label `kubernetes.io/service-name`), then by
     /// slice name.
-    pub endpoint_slices: BTreeMap<Key, BTreeMap<String, EndpointSlice>>,
+    pub endpoint_slices: BTreeMap<Key, BTreeMap<String, Arc<EndpointSlice>>>,
     /// Namespaces by name.
-    pub namespaces: BTreeMap<String, Namespace>,
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
     /// Secrets.
-    pub secrets: BTreeMap<Key, Secret>,
+    pub secrets: BTreeMap<Key, Arc<Secret>>,
     /// Notes about the inputs themselves (duplicates, slices without a Service label).
     pub diagnostics: Vec<String>,
 }

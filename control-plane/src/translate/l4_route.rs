@@ -119,7 +119,7 @@ type RouteOrder = (Option<String>, Key);
 /// listeners of that protocol to `resources`.
 pub(super) fn translate<T: serde::Serialize>(
     kind: L4Kind,
-    routes: &BTreeMap<Key, T>,
+    routes: &BTreeMap<Key, std::sync::Arc<T>>,
     inputs: &Inputs,
     opts: &Options,
     gateways: &mut [GatewayModel],
@@ -133,7 +133,7 @@ pub(super) fn translate<T: serde::Serialize>(
     let mut served: Served = BTreeMap::new();
     let mut statuses = Vec::new();
     for (key, typed) in routes {
-        let value = serde_json::to_value(typed).unwrap_or_default();
+        let value = serde_json::to_value(&**typed).unwrap_or_default();
         let metadata = value.get("metadata").cloned().unwrap_or_default();
         let route: L4Route = serde_json::from_value(value).unwrap_or_default();
         let generation = metadata
@@ -276,7 +276,7 @@ fn translate_one(
                     kind.transport,
                     ns,
                     &backend,
-                    resources,
+                    &mut backends::Produced::new(resources),
                 ) {
                     Ok(c) => c,
                     Err((r, m)) => {

@@ -1,0 +1,239 @@
+//! Incremental translation: each HTTPRoute's and GRPCRoute's translation (its entries, the
+//! Clusters it resolved, its `attachedRoutes` contributions and its status) is kept with the
+//! object it came from, and reused while nothing it reads changed — so a change to one route
+//! among thousands translates that route, not all of them.
+//!
+//! What a route's translation reads besides the route itself: the GatewayClasses, Gateways,
+//! Namespaces, ReferenceGrants and Secrets (any change there drops every memo), the controller
+//! name, and the Services (with their EndpointSlices) it looked up, whether found or not (a change
+//! there drops the memos of the routes that looked it up). The result is the same as translating
+//! from scratch, which `tests` checks over sequences of changes. The global passes (kind conflicts,
+//! Listeners, RouteConfigs and AttachedRoutes, Gateway status) still run over every entry: they
+//! are cheap next to translating the routes. TCP, UDP and TLS routes are translated every time.
+
+use super::{
+    Options, Output,
+    http_route::RouteEntry,
+    inputs::{Inputs, Key},
+    status::ObjectStatus,
+};
+use gateway_api::{experimental::httproutes::HttpRoute, grpcroutes::GrpcRoute};
+use serval_common::Resource;
+use std::{
+    cell::Cell,
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
+
+/// What translating one route produced.
+#[derive(Debug, Default)]
+pub(super) struct Translated {
+    /// Its route entries.
+    pub(super) entries: Vec<RouteEntry>,
+    /// The (Gateway, listener) pairs whose `attachedRoutes` it counts in.
+    pub(super) counted: Vec<(usize, usize)>,
+    /// The Cluster and ClusterLoadAssignment resources it resolved.
+    pub(super) names: Vec<String>,
+    /// The Services it looked up.
+    pub(super) services: Vec<Key>,
+    /// Its status (none when it names no Gateway of ours).
+    pub(super) status: Option<ObjectStatus>,
+}
+
+/// The translations of one route kind, with the object each came from.
+#[derive(Debug)]
+pub(super) struct Memo<S> {
+    routes: BTreeMap<Key, (Arc<S>, Arc<Translated>)>,
+}
+
+impl<S> Default for Memo<S> {
+    fn default() -> Self {
+        Self {
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+impl<S: PartialEq> Memo<S> {
+    /// The translation of `source` kept from last time, if `reuse` allows it.
+    pub(super) fn get(
+        &self,
+        key: &Key,
+        source: &Arc<S>,
+        reuse: &Reuse<'_>,
+    ) -> Option<Arc<Translated>> {
+        let (was, translated) = self.routes.get(key)?;
+        let same = Arc::ptr_eq(was, source) || **was == **source;
+        (same && reuse.allows(translated)).then(|| Arc::clone(translated))
+    }
+
+    /// Keeps `translated` for `source`.
+    pub(super) fn insert(&mut self, key: &Key, source: &Arc<S>, translated: &Arc<Translated>) {
+        self.routes
+            .insert(key.clone(), (Arc::clone(source), Arc::clone(translated)));
+    }
+}
+
+/// What may be reused in one translation.
+#[derive(Debug)]
+pub(super) struct Reuse<'a> {
+    /// False: translate everything.
+    enabled: bool,
+    /// Services (or their EndpointSlices) that changed: routes that looked them up are translated
+    /// again.
+    changed_services: BTreeSet<Key>,
+    /// The Clusters and ClusterLoadAssignments of the last translation.
+    clusters: &'a BTreeMap<String, Resource>,
+    /// Routes whose translation was reused so far.
+    pub(super) reused: Cell<usize>,
+}
+
+impl Reuse<'_> {
+    /// Nothing reused.
+    pub(super) fn nothing() -> Reuse<'static> {
+        static EMPTY: BTreeMap<String, Resource> = BTreeMap::new();
+        Reuse {
+            enabled: false,
+            changed_services: BTreeSet::new(),
+            clusters: &EMPTY,
+            reused: Cell::new(0),
+        }
+    }
+
+    fn allows(&self, translated: &Translated) -> bool {
+        self.enabled
+            && translated
+                .services
+                .iter()
+                .all(|s| !self.changed_services.contains(s))
+            && translated
+                .names
+                .iter()
+                .all(|n| self.clusters.contains_key(n))
+    }
+
+    /// Puts the Clusters and ClusterLoadAssignments `translated` resolved into `resources`.
+    pub(super) fn replay(
+        &self,
+        translated: &Translated,
+        resources: &mut BTreeMap<String, Resource>,
+    ) {
+        self.reused.set(self.reused.get() + 1);
+        for name in &translated.names {
+            if !resources.contains_key(name)
+                && let Some(resource) = self.clusters.get(name)
+            {
+                resources.insert(name.clone(), resource.clone());
+            }
+        }
+    }
+}
+
+/// The memos of every route kind that has one.
+#[derive(Debug, Default)]
+pub(super) struct Memos {
+    pub(super) http_routes: Memo<HttpRoute>,
+    pub(super) grpc_routes: Memo<GrpcRoute>,
+}
+
+/// A translator that remembers its last inputs and each route's translation (see the module
+/// docs). `translate` on the same inputs gives the same output as [`super::translate`].
+#[derive(Debug, Default)]
+pub struct Incremental {
+    previous: Option<(Inputs, String)>,
+    memos: Memos,
+    clusters: BTreeMap<String, Resource>,
+}
+
+impl Incremental {
+    /// Translates `inputs`, reusing what it can from the last call.
+    pub fn translate(&mut self, inputs: Inputs, opts: &Options) -> Output {
+        let changed_services = match &self.previous {
+            Some((previous, controller))
+                if *controller == opts.controller_name && same_context(previous, &inputs) =>
+            {
+                Some(changed_services(previous, &inputs))
+            }
+            _ => None,
+        };
+        let reuse = Reuse {
+            enabled: changed_services.is_some(),
+            changed_services: changed_services.unwrap_or_default(),
+            clusters: &self.clusters,
+            reused: Cell::new(0),
+        };
+        let output = super::run(&inputs, opts, &mut self.memos, &reuse);
+        self.clusters = output
+            .resources
+            .iter()
+            .filter(|(_, r)| matches!(r, Resource::Cluster(_) | Resource::ClusterLoadAssignment(_)))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        self.previous = Some((inputs, opts.controller_name.clone()));
+        output
+    }
+}
+
+/// True when everything a route's translation reads, Services aside, is the same.
+fn same_context(a: &Inputs, b: &Inputs) -> bool {
+    same(&a.gateway_classes, &b.gateway_classes)
+        && same(&a.gateways, &b.gateways)
+        && same(&a.namespaces, &b.namespaces)
+        && same(&a.reference_grants, &b.reference_grants)
+        && same(&a.secrets, &b.secrets)
+}
+
+/// Services whose object or EndpointSlices differ between `a` and `b` (added and removed ones
+/// included).
+fn changed_services(a: &Inputs, b: &Inputs) -> BTreeSet<Key> {
+    let mut changed = BTreeSet::new();
+    differing(&a.services, &b.services, |k| changed.insert(k.clone()));
+    let keys: BTreeSet<&Key> = a
+        .endpoint_slices
+        .keys()
+        .chain(b.endpoint_slices.keys())
+        .collect();
+    for key in keys {
+        let same_slices = match (a.endpoint_slices.get(key), b.endpoint_slices.get(key)) {
+            (Some(x), Some(y)) => same(x, y),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_slices {
+            changed.insert(key.clone());
+        }
+    }
+    changed
+}
+
+/// Equal maps; shared objects compare by pointer first.
+fn same<K: Ord, T: PartialEq>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && (Arc::ptr_eq(va, vb) || **va == **vb))
+}
+
+/// Calls `found` for every key whose value differs between `a` and `b` or is in one only.
+fn differing<K: Ord, T: PartialEq>(
+    a: &BTreeMap<K, Arc<T>>,
+    b: &BTreeMap<K, Arc<T>>,
+    mut found: impl FnMut(&K) -> bool,
+) {
+    for (k, va) in a {
+        match b.get(k) {
+            Some(vb) if Arc::ptr_eq(va, vb) || **va == **vb => {}
+            _ => {
+                found(k);
+            }
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            found(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
