@@ -17,8 +17,8 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 pub struct Config {
     /// `system_version_info` of the response that produced it (empty before the first).
     pub version: String,
-    /// Every resource held, by name.
-    pub resources: BTreeMap<String, Resource>,
+    /// Every resource held, by name (shared with the next configuration where unchanged).
+    pub resources: BTreeMap<String, Arc<Resource>>,
     /// The version of each held resource, as the control plane sent it.
     pub versions: BTreeMap<String, String>,
     /// TCP sockets to serve (HTTP or TCP proxying), by the address they are bound to.

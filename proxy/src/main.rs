@@ -3,6 +3,11 @@
 use clap::Parser;
 use serval_proxy::{ProxyConfig, args::Args};
 
+// mimalloc: applying a configuration of thousands of routes is allocation-heavy; with glibc's
+// allocator a third of the apply time went to malloc and free (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();

@@ -66,16 +66,68 @@ pub(super) fn invalid(
     }
 }
 
-/// The compiled routes of each AttachedRoute, by name, with the version they were compiled from.
-pub type CompiledRoutes = BTreeMap<String, (String, Arc<Vec<Arc<Route>>>)>;
+/// The compiled routes of one AttachedRoute.
+#[derive(Debug)]
+pub struct CompiledAttachedRoute {
+    /// The AttachedRoute's version.
+    pub version: String,
+    /// Its routes, in resource order.
+    pub routes: Arc<Vec<Arc<Route>>>,
+    /// The Clusters they were compiled with.
+    pub clusters: Vec<(String, Arc<Cluster>)>,
+}
 
-/// Compiled clusters and routes of one configuration, with the versions they were compiled from.
+/// The compiled routes of each AttachedRoute, by name.
+pub type CompiledRoutes = BTreeMap<String, Arc<CompiledAttachedRoute>>;
+
+/// What one virtual host was built from: the RouteConfig's version, the listener owning the
+/// host, and the compiled routes of each AttachedRoute serving it (with the index of the covering
+/// hostname they serve it through), in the order they were gathered.
+#[derive(Debug)]
+pub struct HostInputs {
+    /// Version of the RouteConfig.
+    pub route_config_version: String,
+    /// `section_name` of the owning listener.
+    pub owner: String,
+    /// (covering hostname index, compiled routes), compared by identity.
+    pub routes: Vec<(usize, Arc<Vec<Arc<Route>>>)>,
+}
+
+impl PartialEq for HostInputs {
+    fn eq(&self, other: &Self) -> bool {
+        self.route_config_version == other.route_config_version
+            && self.owner == other.owner
+            && self.routes.len() == other.routes.len()
+            && self
+                .routes
+                .iter()
+                .zip(&other.routes)
+                .all(|((i, a), (j, b))| i == j && Arc::ptr_eq(a, b))
+    }
+}
+
+/// One virtual host with what it was built from.
+#[derive(Debug)]
+pub struct CompiledHost {
+    /// Its inputs.
+    pub inputs: HostInputs,
+    /// The virtual host.
+    pub host: Arc<crate::router::VirtualHost>,
+}
+
+/// Virtual hosts by RouteConfig, then host pattern.
+pub type CompiledHosts = BTreeMap<String, BTreeMap<String, CompiledHost>>;
+
+/// Compiled clusters, routes and virtual hosts of one configuration, with the versions they were
+/// compiled from.
 #[derive(Debug, Default)]
 pub struct Compiled {
     /// Cluster name → (its version, its assignment's version, compiled).
     pub clusters: BTreeMap<String, (String, String, Arc<Cluster>)>,
-    /// AttachedRoute name → (its version, its compiled routes in resource order).
+    /// AttachedRoute name → its compiled routes.
     pub routes: CompiledRoutes,
+    /// RouteConfig name → host pattern → virtual host.
+    pub hosts: CompiledHosts,
 }
 
 /// Compiles `resources`. `bind_ip` replaces every Listener's IP (`--bind-address`).
@@ -85,6 +137,10 @@ pub fn compile(
     versions: BTreeMap<String, String>,
     bind_ip: Option<IpAddr>,
 ) -> Result<Config, CompileError> {
+    let resources = resources
+        .into_iter()
+        .map(|(name, r)| (name, Arc::new(r)))
+        .collect();
     compile_with(None, version, resources, versions, bind_ip)
 }
 
@@ -95,7 +151,7 @@ pub fn compile(
 pub fn compile_with(
     previous: Option<&Compiled>,
     version: String,
-    resources: BTreeMap<String, Resource>,
+    resources: BTreeMap<String, Arc<Resource>>,
     versions: BTreeMap<String, String>,
     bind_ip: Option<IpAddr>,
 ) -> Result<Config, CompileError> {
@@ -103,7 +159,7 @@ pub fn compile_with(
     let mut compiled = Compiled::default();
     let mut clusters = BTreeMap::new();
     for resource in resources.values() {
-        if let Resource::Cluster(c) = resource {
+        if let Resource::Cluster(c) = &**resource {
             let key = (known(&c.name), known(&c.load_assignment_name));
             let reused = match (&key, previous.and_then(|p| p.clusters.get(&c.name))) {
                 ((Some(v), Some(cla)), Some((pv, pcla, arc))) if v == pv && cla == pcla => {
@@ -126,13 +182,13 @@ pub fn compile_with(
     let mut routes = route_table::RouteCache::new(previous, &versions, &clusters);
     let route_configs: BTreeMap<&str, &pb::RouteConfig> = resources
         .values()
-        .filter_map(|r| match r {
+        .filter_map(|r| match &**r {
             Resource::RouteConfig(rc) => Some((rc.name.as_str(), rc)),
             _ => None,
         })
         .collect();
     let attached = route_table::index(
-        resources.values().filter_map(|r| match r {
+        resources.values().filter_map(|r| match &**r {
             Resource::AttachedRoute(ar) => Some(ar),
             _ => None,
         }),
@@ -143,7 +199,7 @@ pub fn compile_with(
     let mut sockets: BTreeMap<SocketAddr, Vec<&pb::Listener>> = BTreeMap::new();
     let mut udp_sockets: BTreeMap<SocketAddr, Vec<&pb::Listener>> = BTreeMap::new();
     for resource in resources.values() {
-        if let Resource::Listener(l) = resource {
+        if let Resource::Listener(l) = &**resource {
             let addr = listener_addr(l, bind_ip)?;
             if matches!(l.protocol, Some(pb::listener::Protocol::Udp(_))) {
                 udp_sockets.entry(addr).or_default().push(l);
@@ -169,7 +225,8 @@ pub fn compile_with(
                     }
                 }
                 Some(pb::listener::Protocol::Http(http)) => {
-                    let Some(Resource::RouteConfig(rc)) = resources.get(&http.route_config_name)
+                    let Some(Resource::RouteConfig(rc)) =
+                        resources.get(&http.route_config_name).map(|r| &**r)
                     else {
                         return Err(CompileError::Missing {
                             resource: l.name.clone(),
@@ -202,7 +259,7 @@ pub fn compile_with(
         let backends = Arc::new(l4_backends(&ls[0].name, l4, &clusters)?);
         udp.insert(addr, UdpListenerConfig { names, backends });
     }
-    compiled.routes = routes.into_compiled();
+    (compiled.routes, compiled.hosts) = routes.into_compiled();
     Ok(Config {
         version,
         resources,
@@ -265,9 +322,11 @@ fn listener_addr(l: &pb::Listener, bind_ip: Option<IpAddr>) -> Result<SocketAddr
 
 fn cluster(
     c: &pb::Cluster,
-    resources: &BTreeMap<String, Resource>,
+    resources: &BTreeMap<String, Arc<Resource>>,
 ) -> Result<Cluster, CompileError> {
-    let Some(Resource::ClusterLoadAssignment(cla)) = resources.get(&c.load_assignment_name) else {
+    let Some(Resource::ClusterLoadAssignment(cla)) =
+        resources.get(&c.load_assignment_name).map(|r| &**r)
+    else {
         return Err(CompileError::Missing {
             resource: c.name.clone(),
             missing: c.load_assignment_name.clone(),

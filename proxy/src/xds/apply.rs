@@ -45,7 +45,7 @@ impl Applier {
             };
             let decoded = Resource::from_any(&r.name, any)
                 .map_err(|e| one_error(&any.type_url, &r.name, e.to_string()))?;
-            resources.insert(r.name.clone(), decoded);
+            resources.insert(r.name.clone(), Arc::new(decoded));
             versions.insert(r.name.clone(), r.version.clone());
         }
         let config = compile::compile_with(

@@ -62,8 +62,9 @@ pub(super) fn index<'a>(
     Ok(out)
 }
 
-/// The compiled routes of one AttachedRoute, each with its sort key.
-type Compiled<'a> = Vec<(PrecedenceKey<'a>, Arc<Route>)>;
+/// The compiled routes of one AttachedRoute, each with its sort key, and the list they were
+/// compiled into (its identity, for reusing virtual hosts).
+type Compiled<'a> = (Vec<(PrecedenceKey<'a>, Arc<Route>)>, Arc<Vec<Arc<Route>>>);
 
 /// Compiled routes by AttachedRoute: from the previous configuration when unchanged, else
 /// compiled now (once, however many RouteConfigs the AttachedRoute joins).
@@ -72,6 +73,7 @@ pub(super) struct RouteCache<'a> {
     versions: &'a BTreeMap<String, String>,
     clusters: &'a BTreeMap<String, Arc<Cluster>>,
     now: super::CompiledRoutes,
+    vhosts: super::CompiledHosts,
 }
 
 impl<'a> RouteCache<'a> {
@@ -85,21 +87,22 @@ impl<'a> RouteCache<'a> {
             versions,
             clusters,
             now: BTreeMap::new(),
+            vhosts: BTreeMap::new(),
         }
     }
 
     /// What this configuration compiled or reused, for the next one.
-    pub(super) fn into_compiled(self) -> super::CompiledRoutes {
-        self.now
+    pub(super) fn into_compiled(self) -> (super::CompiledRoutes, super::CompiledHosts) {
+        (self.now, self.vhosts)
     }
 
     fn routes(&mut self, ar: &pb::AttachedRoute) -> Result<Arc<Vec<Arc<Route>>>, CompileError> {
-        if let Some((_, routes)) = self.now.get(&ar.name) {
-            return Ok(Arc::clone(routes));
+        if let Some(kept) = self.now.get(&ar.name) {
+            return Ok(Arc::clone(&kept.routes));
         }
         let version = self.versions.get(&ar.name).filter(|v| !v.is_empty());
-        let routes = match self.reusable(ar, version) {
-            Some(routes) => routes,
+        let kept = match self.reusable(&ar.name, version) {
+            Some(kept) => kept,
             None => {
                 let mut routes = Vec::with_capacity(ar.routes.len());
                 for (r, route) in ar.routes.iter().enumerate() {
@@ -111,35 +114,53 @@ impl<'a> RouteCache<'a> {
                         self.clusters,
                     )?));
                 }
-                Arc::new(routes)
+                let clusters = serval_common::resource::attached_route_references(ar)
+                    .into_iter()
+                    .filter_map(|n| {
+                        let cluster = Arc::clone(self.clusters.get(&n)?);
+                        Some((n, cluster))
+                    })
+                    .collect();
+                Arc::new(super::CompiledAttachedRoute {
+                    version: version.cloned().unwrap_or_default(),
+                    routes: Arc::new(routes),
+                    clusters,
+                })
             }
         };
-        if let Some(v) = version {
-            self.now
-                .insert(ar.name.clone(), (v.clone(), Arc::clone(&routes)));
+        let routes = Arc::clone(&kept.routes);
+        if version.is_some() {
+            self.now.insert(ar.name.clone(), kept);
         }
         Ok(routes)
     }
 
-    /// The previous compilation of `ar`, if its version and every Cluster it uses are unchanged.
+    /// The previous compilation of `name`, if its version and every Cluster it uses are
+    /// unchanged.
     fn reusable(
         &self,
-        ar: &pb::AttachedRoute,
+        name: &str,
         version: Option<&String>,
-    ) -> Option<Arc<Vec<Arc<Route>>>> {
-        let previous = self.previous?;
-        let (was, routes) = previous.routes.get(&ar.name)?;
-        if Some(was) != version {
-            return None;
-        }
-        let same_clusters = serval_common::resource::attached_route_references(ar)
-            .iter()
-            .filter(|n| n.starts_with("cluster/"))
-            .all(|n| match (self.clusters.get(n), previous.clusters.get(n)) {
-                (Some(now), Some((_, _, before))) => Arc::ptr_eq(now, before),
-                _ => false,
-            });
-        same_clusters.then(|| Arc::clone(routes))
+    ) -> Option<Arc<super::CompiledAttachedRoute>> {
+        let kept = self.previous?.routes.get(name)?;
+        let same_clusters = kept.clusters.iter().all(|(n, before)| {
+            self.clusters
+                .get(n)
+                .is_some_and(|now| Arc::ptr_eq(now, before))
+        });
+        (Some(&kept.version) == version && same_clusters).then(|| Arc::clone(kept))
+    }
+
+    /// The virtual host `pattern` of RouteConfig `rc` (at `rc_version`) from the previous
+    /// configuration, if it was built from the same owner and the same compiled routes.
+    fn reusable_host(
+        &self,
+        rc: &str,
+        pattern: &str,
+        inputs: &super::HostInputs,
+    ) -> Option<Arc<VirtualHost>> {
+        let kept = self.previous?.hosts.get(rc)?.get(pattern)?;
+        (kept.inputs == *inputs).then(|| Arc::clone(&kept.host))
     }
 }
 
@@ -169,10 +190,12 @@ pub(super) fn add(
         validate::host_pattern(&l.hostname, true)
             .map_err(|reason| invalid(&rc.name, format!("listeners[{i}].hostname"), reason))?;
     }
+    let rc_version = cache.versions.get(&rc.name).cloned().unwrap_or_default();
     // Compile every route once; group them by (hostname, listener).
     let mut compiled: Vec<(&pb::AttachedRoute, Compiled<'_>)> = Vec::with_capacity(attached.len());
     for ar in attached {
         let built = cache.routes(ar)?;
+        let identity = Arc::clone(&built);
         let mut routes = Vec::with_capacity(ar.routes.len());
         for (r, (route, compiled_route)) in ar.routes.iter().zip(built.iter()).enumerate() {
             let key = PrecedenceKey::of(route).ok_or_else(|| {
@@ -180,7 +203,7 @@ pub(super) fn add(
             })?;
             routes.push((key, Arc::clone(compiled_route)));
         }
-        compiled.push((ar, routes));
+        compiled.push((ar, (routes, identity)));
     }
     let mut by_hostname: HashMap<&str, Vec<(&str, &Compiled<'_>)>> = HashMap::new();
     let mut patterns: BTreeSet<&str> = rc.listeners.iter().map(|l| l.hostname.as_str()).collect();
@@ -213,36 +236,63 @@ pub(super) fn add(
             continue;
         };
         let covering = hostname::covering_patterns(pattern);
-        let mut entries: Vec<Entry<'_>> = covering
-            .iter()
-            .filter_map(|h| by_hostname.get_key_value(h.as_str()))
-            .flat_map(|(h, groups)| {
-                groups
-                    .iter()
-                    .filter(|(section, _)| *section == owner.section_name)
-                    .flat_map(move |(_, routes)| {
+        let groups = || {
+            covering
+                .iter()
+                .enumerate()
+                .filter_map(|(c, h)| by_hostname.get_key_value(h.as_str()).map(|g| (c, g)))
+                .flat_map(|(c, (h, groups))| {
+                    groups
+                        .iter()
+                        .filter(|(section, _)| *section == owner.section_name)
+                        .map(move |(_, routes)| (c, *h, *routes))
+                })
+        };
+        // What the virtual host is built from: unchanged, the previous one is reused.
+        let inputs = super::HostInputs {
+            route_config_version: rc_version.clone(),
+            owner: owner.section_name.clone(),
+            routes: groups()
+                .map(|(c, _, (_, identity))| (c, Arc::clone(identity)))
+                .collect(),
+        };
+        let vhost = match cache.reusable_host(&rc.name, pattern, &inputs) {
+            Some(kept) => kept,
+            None => {
+                let mut entries: Vec<Entry<'_>> = groups()
+                    .flat_map(|(_, h, (routes, _))| {
                         routes.iter().map(move |(key, route)| Entry {
                             specificity: h,
                             key: key.clone(),
                             route,
                         })
                     })
-            })
-            .collect();
-        entries.sort_by(|a, b| {
-            hostname::by_specificity(a.specificity, b.specificity)
-                .then_with(|| a.key.cmp(&b.key))
-                .then_with(|| a.route.name.cmp(&b.route.name))
-        });
-        let mut seen = BTreeSet::new();
-        let routes: Vec<Arc<Route>> = entries
-            .into_iter()
-            .filter(|e| seen.insert(e.route.name.as_str()))
-            .map(|e| Arc::clone(e.route))
-            .collect();
-        let vhost = Arc::new(VirtualHost::new(pattern.to_owned(), routes));
+                    .collect();
+                entries.sort_by(|a, b| {
+                    hostname::by_specificity(a.specificity, b.specificity)
+                        .then_with(|| a.key.cmp(&b.key))
+                        .then_with(|| a.route.name.cmp(&b.route.name))
+                });
+                let mut seen = BTreeSet::new();
+                let routes: Vec<Arc<Route>> = entries
+                    .into_iter()
+                    .filter(|e| seen.insert(e.route.name.as_str()))
+                    .map(|e| Arc::clone(e.route))
+                    .collect();
+                Arc::new(VirtualHost::new(pattern.to_owned(), routes))
+            }
+        };
         // A pattern two Listener resources on one socket both define: the first keeps it.
-        router.hosts.insert(pattern, vhost);
+        router.hosts.insert(pattern, Arc::clone(&vhost));
+        if !rc_version.is_empty() {
+            cache.vhosts.entry(rc.name.clone()).or_default().insert(
+                pattern.to_owned(),
+                super::CompiledHost {
+                    inputs,
+                    host: vhost,
+                },
+            );
+        }
     }
     Ok(())
 }

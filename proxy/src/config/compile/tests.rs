@@ -376,7 +376,7 @@ fn inline_virtual_hosts_are_refused() {
 }
 
 #[test]
-fn unchanged_routes_and_clusters_are_reused_and_changed_ones_recompiled() {
+fn unchanged_routes_clusters_and_virtual_hosts_are_reused_and_changed_ones_recompiled() {
     let cluster = |port: u32| {
         vec![
             Resource::Cluster(pb::Cluster {
@@ -438,14 +438,33 @@ fn unchanged_routes_and_clusters_are_reused_and_changed_ones_recompiled() {
         compile_with(
             previous.map(|c| &c.compiled),
             "v".into(),
-            resources,
+            resources
+                .into_iter()
+                .map(|(n, r)| (n, Arc::new(r)))
+                .collect(),
             v,
             None,
         )
         .expect("valid")
     };
     let route_of = |c: &Config, name: &str| {
-        Arc::clone(&c.compiled.routes[&names::attached_route("ns", "a", "HTTPRoute", "ns", name)].1)
+        Arc::clone(
+            &c.compiled.routes[&names::attached_route("ns", "a", "HTTPRoute", "ns", name)].routes,
+        )
+    };
+    let host_of = |c: &Config, pattern: &str| {
+        let hosts = c.compiled.hosts.values().next().expect("one RouteConfig");
+        Arc::clone(&hosts[pattern].host)
+    };
+    let same_host = |a: &Config, b: &Config, pattern: &str| {
+        let socket = SocketAddr::from(([127, 0, 0, 1], 80));
+        let served = b.listeners[&socket]
+            .router
+            .hosts
+            .get(pattern)
+            .expect("served");
+        assert!(Arc::ptr_eq(served, &host_of(b, pattern)));
+        Arc::ptr_eq(&host_of(a, pattern), &host_of(b, pattern))
     };
     let first = compile_next(None, world(8080, "/"));
     // Only the direct route changes: the forwarding route and the cluster are reused.
@@ -458,6 +477,8 @@ fn unchanged_routes_and_clusters_are_reused_and_changed_ones_recompiled() {
         &route_of(&first, "direct"),
         &route_of(&second, "direct")
     ));
+    assert!(same_host(&first, &second, "fwd.example"));
+    assert!(!same_host(&first, &second, "direct.example"));
     // The endpoints change: the cluster and the route using it are compiled again.
     let third = compile_next(Some(&second), world(9090, "/other"));
     assert!(!Arc::ptr_eq(
@@ -468,6 +489,8 @@ fn unchanged_routes_and_clusters_are_reused_and_changed_ones_recompiled() {
         &route_of(&second, "direct"),
         &route_of(&third, "direct")
     ));
+    assert!(!same_host(&second, &third, "fwd.example"));
+    assert!(same_host(&second, &third, "direct.example"));
     let socket = &third.listeners[&SocketAddr::from(([127, 0, 0, 1], 80))];
     let req = http::Request::get("/").body(()).expect("request");
     let route = socket.router.route("fwd.example", &req).expect("routed");
