@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use tokio::sync::watch;
 
 /// What `/status` reports, updated after each translation.
-pub type StatusBoard = Arc<Mutex<Arc<Vec<ObjectStatus>>>>;
+pub type StatusBoard = Arc<Mutex<Arc<Vec<Arc<ObjectStatus>>>>>;
 
 #[derive(Serialize)]
 struct SnapshotSummary {

@@ -158,7 +158,7 @@ impl Pipeline {
 
     /// Publishes `statuses` (as translate computed them) with the fleet's rejections marked and
     /// transition times carried: to `/status` and, in Kubernetes, to the status writer.
-    fn publish_statuses(&self, state: &SourceState, mut statuses: Vec<ObjectStatus>) {
+    fn publish_statuses(&self, state: &SourceState, mut statuses: Vec<Arc<ObjectStatus>>) {
         let rejected: BTreeMap<String, Vec<String>> = self
             .fleet
             .rejections()
@@ -201,6 +201,9 @@ impl Pipeline {
     }
 }
 
+/// Statuses as translate computed them, shared.
+type Statuses = Arc<Vec<Arc<ObjectStatus>>>;
+
 /// What the loop remembers between source states.
 #[derive(Debug, Default)]
 struct Memory {
@@ -211,7 +214,7 @@ struct Memory {
     /// Sequence number of the last published snapshot.
     sequence: u64,
     /// The last source state and the statuses translate computed for it (before rejections).
-    last: Option<(Arc<SourceState>, Arc<Vec<ObjectStatus>>)>,
+    last: Option<(Arc<SourceState>, Statuses)>,
     /// Translates only what changed since the last source state.
     translator: translate::Incremental,
 }
@@ -219,19 +222,21 @@ struct Memory {
 /// Observed statuses in the shape [`status::carry_transition_times`] takes.
 fn as_statuses(
     observed: &std::collections::BTreeMap<status_writer::StatusKey, status_writer::Observed>,
-) -> Vec<ObjectStatus> {
+) -> Vec<Arc<ObjectStatus>> {
     observed
         .iter()
         .filter(|(_, o)| !o.status.is_null())
-        .map(|(key, o)| ObjectStatus {
-            api_version: String::new(),
-            kind: key.kind.clone(),
-            metadata: status::StatusMetadata {
-                name: key.name.clone(),
-                namespace: (!key.namespace.is_empty()).then(|| key.namespace.clone()),
-                generation: 0,
-            },
-            status: o.status.clone(),
+        .map(|(key, o)| {
+            Arc::new(ObjectStatus {
+                api_version: String::new(),
+                kind: key.kind.clone(),
+                metadata: status::StatusMetadata {
+                    name: key.name.clone(),
+                    namespace: (!key.namespace.is_empty()).then(|| key.namespace.clone()),
+                    generation: 0,
+                },
+                status: o.status.clone(),
+            })
         })
         .collect()
 }

@@ -45,7 +45,7 @@ use tokio::sync::{Mutex, watch};
 #[derive(Debug, Default)]
 pub struct Round {
     /// Statuses computed by translate.
-    pub desired: Arc<Vec<ObjectStatus>>,
+    pub desired: Arc<Vec<Arc<ObjectStatus>>>,
     /// The objects' current statuses and resourceVersions as watched.
     pub observed: Arc<BTreeMap<StatusKey, Observed>>,
 }

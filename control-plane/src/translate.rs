@@ -35,7 +35,7 @@ pub use inputs::Inputs;
 pub use status::ObjectStatus;
 
 use serval_common::Resource;
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 /// What translate needs besides the objects.
 #[derive(Clone, Debug)]
@@ -64,8 +64,9 @@ pub struct GatewayAddress {
 pub struct Output {
     /// Configuration resources by name.
     pub resources: BTreeMap<String, Resource>,
-    /// Status of every object of ours, sorted by kind, namespace, name.
-    pub statuses: Vec<ObjectStatus>,
+    /// Status of every object of ours, sorted by kind, namespace, name (shared: an unchanged
+    /// route's status is the one computed before).
+    pub statuses: Vec<Arc<ObjectStatus>>,
     /// Warnings that are not status (duplicates, skipped objects).
     pub diagnostics: Vec<String>,
     /// HTTPRoutes and GRPCRoutes whose translation was reused from the previous one
@@ -94,7 +95,8 @@ fn run(
         ..Output::default()
     };
     let (classes, class_statuses) = gateway_class::translate(inputs, opts);
-    out.statuses.extend(class_statuses);
+    out.statuses
+        .extend(class_statuses.into_iter().map(Arc::new));
     let mut gateways = gateway::analyze(inputs, &classes);
     let (mut entries, mut route_statuses) = http_route::translate(
         http_route::HTTP_ROUTE,
@@ -117,32 +119,45 @@ fn run(
     entries.extend(grpc_entries);
     route_statuses.extend(grpc_statuses);
     kind_conflicts::resolve(&mut entries, &mut route_statuses, &mut gateways);
-    route_statuses.extend(l4_route::translate(
-        l4_route::TCP_ROUTE,
-        &inputs.tcp_routes,
-        inputs,
-        opts,
-        &mut gateways,
-        &mut out.resources,
-    ));
-    route_statuses.extend(l4_route::translate(
-        l4_route::UDP_ROUTE,
-        &inputs.udp_routes,
-        inputs,
-        opts,
-        &mut gateways,
-        &mut out.resources,
-    ));
-    route_statuses.extend(l4_route::translate(
-        l4_route::TLS_ROUTE,
-        &inputs.tls_routes,
-        inputs,
-        opts,
-        &mut gateways,
-        &mut out.resources,
-    ));
+    route_statuses.extend(
+        l4_route::translate(
+            l4_route::TCP_ROUTE,
+            &inputs.tcp_routes,
+            inputs,
+            opts,
+            &mut gateways,
+            &mut out.resources,
+        )
+        .into_iter()
+        .map(Arc::new),
+    );
+    route_statuses.extend(
+        l4_route::translate(
+            l4_route::UDP_ROUTE,
+            &inputs.udp_routes,
+            inputs,
+            opts,
+            &mut gateways,
+            &mut out.resources,
+        )
+        .into_iter()
+        .map(Arc::new),
+    );
+    route_statuses.extend(
+        l4_route::translate(
+            l4_route::TLS_ROUTE,
+            &inputs.tls_routes,
+            inputs,
+            opts,
+            &mut gateways,
+            &mut out.resources,
+        )
+        .into_iter()
+        .map(Arc::new),
+    );
     route_config::build(&gateways, &entries, &mut out.resources);
-    out.statuses.extend(gateways.iter().map(|g| g.status(opts)));
+    out.statuses
+        .extend(gateways.iter().map(|g| Arc::new(g.status(opts))));
     out.statuses.extend(route_statuses);
     out.statuses.sort_by(|a, b| {
         (&a.kind, &a.metadata.namespace, &a.metadata.name).cmp(&(

@@ -352,7 +352,7 @@ fn check_incremental(objects: &[Object], opts: &Options, full: &Output) -> Resul
 fn check_status_coverage(
     inputs: &Inputs,
     opts: &Options,
-    statuses: &[translate::ObjectStatus],
+    statuses: &[std::sync::Arc<translate::ObjectStatus>],
 ) -> Result<(), Failed> {
     let has = |kind: &str, ns: &str, name: &str| {
         statuses.iter().any(|s| {

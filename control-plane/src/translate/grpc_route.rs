@@ -22,7 +22,7 @@ use gateway_api::{
 };
 use serde_json::{Value, json};
 use serval_common::Resource;
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 /// GRPCRoute.
 pub(super) const GRPC_ROUTE: RouteKind = RouteKind {
@@ -170,7 +170,7 @@ pub(super) fn translate(
     (memo, reuse): (&mut Memo<GrpcRoute>, &Reuse<'_>),
     gateways: &mut [GatewayModel],
     resources: &mut BTreeMap<String, Resource>,
-) -> (Vec<RouteEntry>, Vec<ObjectStatus>) {
+) -> (Vec<RouteEntry>, Vec<Arc<ObjectStatus>>) {
     http_route::translate(
         GRPC_ROUTE,
         &inputs.grpc_routes,

@@ -83,7 +83,7 @@ pub(super) fn translate<S: PartialEq>(
     opts: &Options,
     gateways: &mut [GatewayModel],
     resources: &mut BTreeMap<String, Resource>,
-) -> (Vec<RouteEntry>, Vec<ObjectStatus>) {
+) -> (Vec<RouteEntry>, Vec<Arc<ObjectStatus>>) {
     let index: BTreeMap<Key, usize> = gateways
         .iter()
         .enumerate()
@@ -260,7 +260,7 @@ fn translate_one(
             "conditions": conditions,
         }));
     }
-    out.status = Some(ObjectStatus {
+    out.status = Some(Arc::new(ObjectStatus {
         api_version: GATEWAY_API_VERSION.to_owned(),
         kind: kind.name.to_owned(),
         metadata: StatusMetadata {
@@ -269,7 +269,7 @@ fn translate_one(
             generation,
         },
         status: serde_json::json!({ "parents": parents_with_foreign(route, opts, parent_statuses) }),
-    });
+    }));
     out
 }
 

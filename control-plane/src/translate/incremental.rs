@@ -37,7 +37,7 @@ pub(super) struct Translated {
     /// The Services it looked up.
     pub(super) services: Vec<Key>,
     /// Its status (none when it names no Gateway of ours).
-    pub(super) status: Option<ObjectStatus>,
+    pub(super) status: Option<Arc<ObjectStatus>>,
 }
 
 /// The translations of one route kind, with the object each came from.

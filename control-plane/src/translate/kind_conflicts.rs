@@ -21,7 +21,7 @@ type OnListener = BTreeMap<Arc<RouteOwner>, BTreeSet<String>>;
 /// Removes the losing routes' entries and updates counts and status.
 pub(super) fn resolve(
     entries: &mut Vec<RouteEntry>,
-    statuses: &mut [ObjectStatus],
+    statuses: &mut [Arc<ObjectStatus>],
     gateways: &mut [GatewayModel],
 ) {
     let kinds: BTreeSet<&str> = entries.iter().map(|e| e.owner.kind).collect();
@@ -96,7 +96,7 @@ pub(super) fn resolve(
 }
 
 fn mark_not_accepted(
-    statuses: &mut [ObjectStatus],
+    statuses: &mut [Arc<ObjectStatus>],
     route: &RouteOwner,
     gateway: &(String, String),
     message: &str,
@@ -108,7 +108,7 @@ fn mark_not_accepted(
     }) else {
         return;
     };
-    let Some(parents) = status
+    let Some(parents) = Arc::make_mut(status)
         .status
         .get_mut("parents")
         .and_then(|p| p.as_array_mut())

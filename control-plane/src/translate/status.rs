@@ -5,7 +5,7 @@
 //! This module builds values only; writing them anywhere is the caller's business.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 /// Condition types.
 pub mod condition {
@@ -144,8 +144,11 @@ pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// as Kubernetes does: only a transition moves the time. Conditions are matched by object, then
 /// list entries by their key (`parentRef` with `controllerName` for route parents, `name` for
 /// listeners, else position), then conditions by `type`.
-pub fn carry_transition_times(previous: &[ObjectStatus], current: &mut [ObjectStatus]) {
-    let index: std::collections::BTreeMap<(&str, Option<&str>, &str), &serde_json::Value> =
+///
+/// A status equal to its previous one becomes that one (shared), so unchanged statuses cost a
+/// comparison, not a copy.
+pub fn carry_transition_times(previous: &[Arc<ObjectStatus>], current: &mut [Arc<ObjectStatus>]) {
+    let index: std::collections::BTreeMap<(&str, Option<&str>, &str), &Arc<ObjectStatus>> =
         previous
             .iter()
             .map(|p| {
@@ -154,7 +157,7 @@ pub fn carry_transition_times(previous: &[ObjectStatus], current: &mut [ObjectSt
                     p.metadata.namespace.as_deref(),
                     p.metadata.name.as_str(),
                 );
-                (key, &p.status)
+                (key, p)
             })
             .collect();
     for object in current.iter_mut() {
@@ -163,15 +166,21 @@ pub fn carry_transition_times(previous: &[ObjectStatus], current: &mut [ObjectSt
             object.metadata.namespace.as_deref(),
             object.metadata.name.as_str(),
         );
-        if let Some(old) = index.get(&key) {
-            carry(old, &mut object.status);
+        let Some(old) = index.get(&key).copied() else {
+            continue;
+        };
+        if !(Arc::ptr_eq(old, object) || **old == **object) {
+            carry(&old.status, &mut Arc::make_mut(object).status);
+        }
+        if **old == **object {
+            *object = Arc::clone(old);
         }
     }
 }
 
 /// Sets every condition's `lastTransitionTime` to `now`; [`carry_transition_times`] then restores
 /// the times of conditions that did not change. For statuses computed earlier and published again.
-pub fn restamp(statuses: &mut [ObjectStatus], now: &str) {
+pub fn restamp(statuses: &mut [Arc<ObjectStatus>], now: &str) {
     fn walk(value: &mut serde_json::Value, now: &str) {
         match value {
             serde_json::Value::Object(map) => {
@@ -192,7 +201,7 @@ pub fn restamp(statuses: &mut [ObjectStatus], now: &str) {
         }
     }
     for object in statuses {
-        walk(&mut object.status, now);
+        walk(&mut Arc::make_mut(object).status, now);
     }
 }
 
@@ -206,7 +215,7 @@ const REJECTIONS_SHOWN: usize = 3;
 /// `now` is the `lastTransitionTime` of a condition this changes (an unchanged one keeps its time
 /// through [`carry_transition_times`]).
 pub fn mark_rejected(
-    statuses: &mut [ObjectStatus],
+    statuses: &mut [Arc<ObjectStatus>],
     rejected: &BTreeMap<String, Vec<String>>,
     now: &str,
 ) {
@@ -231,7 +240,7 @@ pub fn mark_rejected(
                 messages.len() - REJECTIONS_SHOWN
             ));
         }
-        let conditions = object
+        let conditions = Arc::make_mut(object)
             .status
             .get_mut("conditions")
             .and_then(serde_json::Value::as_array_mut);
@@ -330,13 +339,13 @@ mod tests {
 
     #[test]
     fn transition_times_follow_parents_by_reference_not_position() {
-        let old = [object(
+        let old = [Arc::new(object(
             json!({"parents": [parent("a", "True", "t1"), parent("b", "False", "t1")]}),
-        )];
+        ))];
         // Reordered parents, b's status changed, a's did not.
-        let mut new = [object(
+        let mut new = [Arc::new(object(
             json!({"parents": [parent("b", "True", "t2"), parent("a", "True", "t2")]}),
-        )];
+        ))];
         carry_transition_times(&old, &mut new);
         let times: Vec<&str> = new[0].status["parents"]
             .as_array()
@@ -349,5 +358,11 @@ mod tests {
             })
             .collect();
         assert_eq!(times, ["t2", "t1"]);
+        // A status equal to the previous one (times included, once carried) is shared with it.
+        let mut again = [Arc::new(object(
+            json!({"parents": [parent("b", "True", "t3"), parent("a", "True", "t3")]}),
+        ))];
+        carry_transition_times(&new, &mut again);
+        assert!(Arc::ptr_eq(&again[0], &new[0]));
     }
 }

@@ -48,7 +48,7 @@ fn observed(status: Value, rv: &str) -> Observed {
 
 fn round(desired: Vec<ObjectStatus>, observed: Vec<(StatusKey, Observed)>) -> Round {
     Round {
-        desired: Arc::new(desired),
+        desired: Arc::new(desired.into_iter().map(Arc::new).collect()),
         observed: Arc::new(observed.into_iter().collect()),
     }
 }
