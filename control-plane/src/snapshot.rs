@@ -31,8 +31,8 @@ type ViewCell = Arc<OnceLock<Arc<View>>>;
 /// One resource with its version and its wire form, encoded once per snapshot.
 #[derive(Debug)]
 pub struct Versioned {
-    /// The resource.
-    pub resource: Resource,
+    /// The resource (shared with the translation that produced it).
+    pub resource: Arc<Resource>,
     /// Hash of its encoded payload.
     pub version: Version,
     /// Its payload as sent.
@@ -42,6 +42,11 @@ pub struct Versioned {
 impl Versioned {
     /// Versions and encodes `resource`.
     pub fn new(resource: Resource) -> Self {
+        Self::shared(Arc::new(resource))
+    }
+
+    /// Versions and encodes a shared `resource`.
+    pub fn shared(resource: Arc<Resource>) -> Self {
         let payload = resource.encode_payload();
         Self {
             version: Version::of_bytes(&payload),
@@ -87,17 +92,17 @@ pub struct Snapshot {
 
 impl Default for Snapshot {
     fn default() -> Self {
-        Self::new(BTreeMap::new())
+        Self::new(BTreeMap::<String, Resource>::new())
     }
 }
 
 impl Snapshot {
     /// Versions and encodes `resources`.
-    pub fn new(resources: BTreeMap<String, Resource>) -> Self {
+    pub fn new<R: Into<Arc<Resource>>>(resources: BTreeMap<String, R>) -> Self {
         Self::from_versioned(
             resources
                 .into_iter()
-                .map(|(name, resource)| (name, Arc::new(Versioned::new(resource))))
+                .map(|(name, resource)| (name, Arc::new(Versioned::shared(resource.into()))))
                 .collect(),
         )
     }
@@ -105,14 +110,19 @@ impl Snapshot {
     /// Like [`Snapshot::new`], sharing with `previous` the encoding of every resource that is
     /// equal to the one of the same name there (a change to one route among thousands encodes
     /// and hashes that route only). The result is the same as [`Snapshot::new`]'s.
-    pub fn next(previous: &Snapshot, resources: BTreeMap<String, Resource>) -> Self {
+    pub fn next(previous: &Snapshot, resources: BTreeMap<String, Arc<Resource>>) -> Self {
         Self::from_versioned(
             resources
                 .into_iter()
                 .map(|(name, resource)| {
                     let versioned = match previous.resources.get(&name) {
-                        Some(was) if was.resource == resource => Arc::clone(was),
-                        _ => Arc::new(Versioned::new(resource)),
+                        Some(was)
+                            if Arc::ptr_eq(&was.resource, &resource)
+                                || *was.resource == *resource =>
+                        {
+                            Arc::clone(was)
+                        }
+                        _ => Arc::new(Versioned::shared(resource)),
                     };
                     (name, versioned)
                 })
@@ -151,7 +161,7 @@ impl Snapshot {
         self.classes.get_or_init(|| {
             self.resources
                 .values()
-                .filter_map(|v| match &v.resource {
+                .filter_map(|v| match &*v.resource {
                     Resource::Listener(l) => Some((l.gateway.clone(), l.gateway_class.clone())),
                     _ => None,
                 })
@@ -331,7 +341,10 @@ mod tests {
             .collect()
         };
         let first = Snapshot::new(resources("public"));
-        let next = Snapshot::next(&first, resources("internal"));
+        let shared = |r: BTreeMap<String, Resource>| -> BTreeMap<String, Arc<Resource>> {
+            r.into_iter().map(|(n, r)| (n, Arc::new(r))).collect()
+        };
+        let next = Snapshot::next(&first, shared(resources("internal")));
         assert_eq!(next.version, Snapshot::new(resources("internal")).version);
         assert_ne!(next.version, first.version);
         let shared = |name: &str| Arc::ptr_eq(&first.resources[name], &next.resources[name]);

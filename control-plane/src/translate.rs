@@ -37,6 +37,9 @@ pub use status::ObjectStatus;
 use serval_common::Resource;
 use std::{collections::BTreeMap, sync::Arc};
 
+/// Configuration resources by name.
+pub type Resources = BTreeMap<String, Arc<Resource>>;
+
 /// What translate needs besides the objects.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -62,8 +65,9 @@ pub struct GatewayAddress {
 /// Everything translate produces.
 #[derive(Clone, Debug, Default)]
 pub struct Output {
-    /// Configuration resources by name.
-    pub resources: BTreeMap<String, Resource>,
+    /// Configuration resources by name (shared: a resource reused from the previous translation
+    /// is the same `Arc`).
+    pub resources: Resources,
     /// Status of every object of ours, sorted by kind, namespace, name (shared: an unchanged
     /// route's status is the one computed before).
     pub statuses: Vec<Arc<ObjectStatus>>,
@@ -155,7 +159,12 @@ fn run(
         .into_iter()
         .map(Arc::new),
     );
-    route_config::build(&gateways, &entries, &mut out.resources);
+    route_config::build(
+        &gateways,
+        &entries,
+        &mut out.resources,
+        (&mut memos.attached_routes, reuse.enabled()),
+    );
     out.statuses
         .extend(gateways.iter().map(|g| Arc::new(g.status(opts))));
     out.statuses.extend(route_statuses);

@@ -245,7 +245,7 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
         groups.insert(key, Vec::new());
     }
     for resource in output.resources.values() {
-        let key = match resource {
+        let key = match &**resource {
             Resource::Listener(_) => "listeners",
             Resource::RouteConfig(_) => "routeConfigs",
             Resource::AttachedRoute(_) => "attachedRoutes",
@@ -302,7 +302,7 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
 }
 
 /// Translates with one [`Incremental`] translator through: nothing → `objects` → the same again
-/// (every HTTPRoute and GRPCRoute must be reused) → for each object, `objects` without it →
+/// (every HTTPRoute and GRPCRoute and every AttachedRoute must be reused) → for each object, `objects` without it →
 /// `objects`; each output must equal translating the same inputs from scratch.
 fn check_incremental(objects: &[Object], opts: &Options, full: &Output) -> Result<(), Failed> {
     let mut incremental = Incremental::default();
@@ -325,19 +325,31 @@ fn check_incremental(objects: &[Object], opts: &Options, full: &Output) -> Resul
         } else if got.diagnostics != expected.diagnostics {
             "diagnostics"
         } else {
-            return Ok((got.reused_routes, routes));
+            return Ok((got, routes));
         };
         Err(Failed::from(format!(
             "incremental translation {what}: its {differs} differ from a translation from scratch"
         )))
     };
-    step(objects, Some(full), "from nothing")?;
-    let (reused, routes) = step(objects, Some(full), "of the same inputs again")?;
-    if reused != routes {
+    let (first, _) = step(objects, Some(full), "from nothing")?;
+    let (again, routes) = step(objects, Some(full), "of the same inputs again")?;
+    if again.reused_routes != routes {
         return Err(format!(
-            "incremental translation of the same inputs again reused {reused} of {routes} routes"
+            "incremental translation of the same inputs again reused {} of {routes} routes",
+            again.reused_routes
         )
         .into());
+    }
+    // The same inputs again give the same AttachedRoute resources, not equal copies.
+    for (name, resource) in &again.resources {
+        if matches!(&**resource, Resource::AttachedRoute(_))
+            && !first
+                .resources
+                .get(name)
+                .is_some_and(|r| std::sync::Arc::ptr_eq(r, resource))
+        {
+            return Err(format!("{name} was built again from the same inputs").into());
+        }
     }
     for (i, object) in objects.iter().enumerate() {
         let mut without = objects.to_vec();

@@ -36,7 +36,7 @@ pub fn closure(graph: &Graph<'_>, scope: &Scope) -> BTreeMap<String, Arc<Version
     let mut pending: Vec<&str> = graph
         .all
         .iter()
-        .filter(|(_, v)| match &v.resource {
+        .filter(|(_, v)| match &*v.resource {
             Resource::Listener(l) => scope.covers(&l.gateway, &l.gateway_class),
             _ => false,
         })

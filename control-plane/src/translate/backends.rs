@@ -12,7 +12,7 @@ use super::{
 };
 use k8s_openapi::api::core::v1::ServicePort;
 use serval_common::{Resource, names, proto::config::v1 as pb};
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 /// A backendRef with defaults applied.
 #[derive(Clone, Debug)]
@@ -79,7 +79,7 @@ impl Transport {
 #[derive(Debug)]
 pub(super) struct Produced<'a> {
     /// Every resource of the translation.
-    pub(super) resources: &'a mut BTreeMap<String, Resource>,
+    pub(super) resources: &'a mut super::Resources,
     /// The Services looked up, found or not (in the order looked up; repeats possible).
     pub(super) services: Vec<Key>,
     /// The Cluster and ClusterLoadAssignment names resolved.
@@ -88,7 +88,7 @@ pub(super) struct Produced<'a> {
 
 impl<'a> Produced<'a> {
     /// Writes into `resources`.
-    pub(super) fn new(resources: &'a mut BTreeMap<String, Resource>) -> Self {
+    pub(super) fn new(resources: &'a mut super::Resources) -> Self {
         Self {
             resources,
             services: Vec::new(),
@@ -224,14 +224,14 @@ pub(super) fn resolve(
         };
         let endpoints = endpoints(inputs, &key, service_port, transport.port_protocol());
         out.resources
-            .insert(cluster_name.clone(), Resource::Cluster(cluster));
+            .insert(cluster_name.clone(), Arc::new(Resource::Cluster(cluster)));
         out.resources.insert(
             load_assignment_name.clone(),
-            Resource::ClusterLoadAssignment(pb::ClusterLoadAssignment {
+            Arc::new(Resource::ClusterLoadAssignment(pb::ClusterLoadAssignment {
                 name: load_assignment_name.clone(),
                 cluster_name: cluster_name.clone(),
                 endpoints,
-            }),
+            })),
         );
     }
     out.names.push(cluster_name.clone());

@@ -21,8 +21,7 @@ use gateway_api::{
     grpcroutes::{GrpcRoute, GrpcRouteRulesMatches, GrpcRouteRulesMatchesMethodType as MethodType},
 };
 use serde_json::{Value, json};
-use serval_common::Resource;
-use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
+use std::{borrow::Cow, sync::Arc};
 
 /// GRPCRoute.
 pub(super) const GRPC_ROUTE: RouteKind = RouteKind {
@@ -169,7 +168,7 @@ pub(super) fn translate(
     opts: &Options,
     (memo, reuse): (&mut Memo<GrpcRoute>, &Reuse<'_>),
     gateways: &mut [GatewayModel],
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut super::Resources,
 ) -> (Vec<RouteEntry>, Vec<Arc<ObjectStatus>>) {
     http_route::translate(
         GRPC_ROUTE,

@@ -20,7 +20,7 @@ use super::{
     status::{Condition, GATEWAY_API_VERSION, ObjectStatus, StatusMetadata, condition, reason},
 };
 use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteRules};
-use serval_common::{Resource, names, proto::config::v1 as pb};
+use serval_common::{names, proto::config::v1 as pb};
 use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 /// The route kind being translated: HTTPRoute, or GRPCRoute (converted to HTTPRoute form by
@@ -82,7 +82,7 @@ pub(super) fn translate<S: PartialEq>(
     inputs: &Inputs,
     opts: &Options,
     gateways: &mut [GatewayModel],
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut super::Resources,
 ) -> (Vec<RouteEntry>, Vec<Arc<ObjectStatus>>) {
     let index: BTreeMap<Key, usize> = gateways
         .iter()
@@ -134,7 +134,7 @@ fn translate_one(
     opts: &Options,
     gateways: &[GatewayModel],
     index: &BTreeMap<Key, usize>,
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut super::Resources,
     (ns, name): &Key,
     route: &HttpRoute,
 ) -> Translated {

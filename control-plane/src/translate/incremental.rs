@@ -15,6 +15,7 @@ use super::{
     Options, Output,
     http_route::RouteEntry,
     inputs::{Inputs, Key},
+    route_config,
     status::ObjectStatus,
 };
 use gateway_api::{experimental::httproutes::HttpRoute, grpcroutes::GrpcRoute};
@@ -83,7 +84,7 @@ pub(super) struct Reuse<'a> {
     /// again.
     changed_services: BTreeSet<Key>,
     /// The Clusters and ClusterLoadAssignments of the last translation.
-    clusters: &'a BTreeMap<String, Resource>,
+    clusters: &'a super::Resources,
     /// Routes whose translation was reused so far.
     pub(super) reused: Cell<usize>,
 }
@@ -91,13 +92,18 @@ pub(super) struct Reuse<'a> {
 impl Reuse<'_> {
     /// Nothing reused.
     pub(super) fn nothing() -> Reuse<'static> {
-        static EMPTY: BTreeMap<String, Resource> = BTreeMap::new();
+        static EMPTY: super::Resources = BTreeMap::new();
         Reuse {
             enabled: false,
             changed_services: BTreeSet::new(),
             clusters: &EMPTY,
             reused: Cell::new(0),
         }
+    }
+
+    /// False when nothing may be reused (the first translation, or the Gateways changed).
+    pub(super) fn enabled(&self) -> bool {
+        self.enabled
     }
 
     fn allows(&self, translated: &Translated) -> bool {
@@ -113,17 +119,13 @@ impl Reuse<'_> {
     }
 
     /// Puts the Clusters and ClusterLoadAssignments `translated` resolved into `resources`.
-    pub(super) fn replay(
-        &self,
-        translated: &Translated,
-        resources: &mut BTreeMap<String, Resource>,
-    ) {
+    pub(super) fn replay(&self, translated: &Translated, resources: &mut super::Resources) {
         self.reused.set(self.reused.get() + 1);
         for name in &translated.names {
             if !resources.contains_key(name)
                 && let Some(resource) = self.clusters.get(name)
             {
-                resources.insert(name.clone(), resource.clone());
+                resources.insert(name.clone(), Arc::clone(resource));
             }
         }
     }
@@ -134,6 +136,7 @@ impl Reuse<'_> {
 pub(super) struct Memos {
     pub(super) http_routes: Memo<HttpRoute>,
     pub(super) grpc_routes: Memo<GrpcRoute>,
+    pub(super) attached_routes: route_config::Built,
 }
 
 /// A translator that remembers its last inputs and each route's translation (see the module
@@ -142,7 +145,7 @@ pub(super) struct Memos {
 pub struct Incremental {
     previous: Option<(Inputs, String)>,
     memos: Memos,
-    clusters: BTreeMap<String, Resource>,
+    clusters: super::Resources,
 }
 
 impl Incremental {
@@ -166,8 +169,13 @@ impl Incremental {
         self.clusters = output
             .resources
             .iter()
-            .filter(|(_, r)| matches!(r, Resource::Cluster(_) | Resource::ClusterLoadAssignment(_)))
-            .map(|(n, r)| (n.clone(), r.clone()))
+            .filter(|(_, r)| {
+                matches!(
+                    &***r,
+                    Resource::Cluster(_) | Resource::ClusterLoadAssignment(_)
+                )
+            })
+            .map(|(n, r)| (n.clone(), Arc::clone(r)))
             .collect();
         self.previous = Some((inputs, opts.controller_name.clone()));
         output

@@ -17,7 +17,10 @@ use super::{
 };
 use serde::Deserialize;
 use serval_common::{Resource, names, proto::config::v1 as pb};
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 /// TCPRoute, UDPRoute or TLSRoute.
 #[derive(Clone, Copy, Debug)]
@@ -123,7 +126,7 @@ pub(super) fn translate<T: serde::Serialize>(
     inputs: &Inputs,
     opts: &Options,
     gateways: &mut [GatewayModel],
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut super::Resources,
 ) -> Vec<ObjectStatus> {
     let index: BTreeMap<Key, usize> = gateways
         .iter()
@@ -194,7 +197,7 @@ fn add_listener(
     gateway: &GatewayModel,
     listener: usize,
     backends: Option<Vec<pb::L4Backend>>,
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut super::Resources,
 ) {
     let Some(ip) = gateway.bind_ip else { return };
     let model = &gateway.listeners[listener];
@@ -209,7 +212,7 @@ fn add_listener(
     };
     resources.insert(
         name.clone(),
-        Resource::Listener(pb::Listener {
+        Arc::new(Resource::Listener(pb::Listener {
             name,
             address: Some(pb::SocketAddress {
                 ip: ip.to_string(),
@@ -219,7 +222,7 @@ fn add_listener(
             gateway_class: gateway.class.clone(),
             section_names: vec![model.name.clone()],
             protocol: Some(protocol),
-        }),
+        })),
     );
 }
 
@@ -230,7 +233,7 @@ fn translate_one(
     opts: &Options,
     gateways: &mut [GatewayModel],
     index: &BTreeMap<Key, usize>,
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut super::Resources,
     (ns, name): &Key,
     route: &L4Route,
     generation: i64,

@@ -7,10 +7,14 @@
 //! assembles the virtual hosts of a port from its RouteConfig and the AttachedRoutes that join it
 //! (`serval-proxy`, `config::compile::route_table`). This module decides nothing about order
 //! between routes; it only carries each match's precedence.
+//!
+//! In an incremental translation ([`super::Incremental`]) an AttachedRoute whose entries are the
+//! same (by identity: the route's translation was reused) as last time is the same resource.
 
 use super::{
     gateway::GatewayModel,
     http_route::{RouteEntry, RouteOwner},
+    inputs::Key,
 };
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::{
@@ -18,11 +22,34 @@ use std::{
     sync::Arc,
 };
 
-/// Adds the Listener, RouteConfig and AttachedRoute resources of every Gateway.
+/// The AttachedRoutes of the previous translation, by (Gateway, route kind, route), with the
+/// entries each was built from.
+#[derive(Debug, Default)]
+pub(super) struct Built {
+    routes: BTreeMap<BuiltKey, (Vec<EntryId>, String, Arc<Resource>)>,
+}
+
+/// (Gateway, route kind, route).
+type BuiltKey = (Key, &'static str, Key);
+
+/// One entry of an AttachedRoute: (listener, hostname, match), the match compared by identity.
+type EntryId = (usize, String, Arc<pb::Route>);
+
+fn same_entries(a: &[EntryId], b: &[EntryId]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((la, ha, ra), (lb, hb, rb))| la == lb && ha == hb && Arc::ptr_eq(ra, rb))
+}
+
+/// Adds the Listener, RouteConfig and AttachedRoute resources of every Gateway. With `reuse`
+/// (the Gateways are the same as in the translation `built` comes from), an AttachedRoute built
+/// from the same entries is taken from `built`.
 pub(super) fn build(
     gateways: &[GatewayModel],
     entries: &[RouteEntry],
-    resources: &mut BTreeMap<String, Resource>,
+    resources: &mut super::Resources,
+    (built, reuse): (&mut Built, bool),
 ) {
     // (gateway, listener) → the RouteConfig serving it, for programmed HTTP listeners.
     let mut served: BTreeMap<(usize, usize), String> = BTreeMap::new();
@@ -54,7 +81,7 @@ pub(super) fn build(
             let listener_name = names::listener(ns, name, port);
             resources.insert(
                 listener_name.clone(),
-                Resource::Listener(pb::Listener {
+                Arc::new(Resource::Listener(pb::Listener {
                     name: listener_name,
                     address: Some(pb::SocketAddress {
                         ip: ip.to_string(),
@@ -66,21 +93,34 @@ pub(super) fn build(
                     protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                         route_config_name: route_config_name.clone(),
                     })),
-                }),
+                })),
             );
             resources.insert(
                 route_config_name.clone(),
-                Resource::RouteConfig(pb::RouteConfig {
+                Arc::new(Resource::RouteConfig(pb::RouteConfig {
                     name: route_config_name,
                     listeners: hosts,
                     ..Default::default()
-                }),
+                })),
             );
         }
     }
-    for route in attached_routes(gateways, entries, &served) {
-        resources.insert(route.name.clone(), Resource::AttachedRoute(route));
+    let mut next = Built::default();
+    for ((g, owner), attached) in by_route(gateways, entries, &served) {
+        let key = (gateways[g].key.clone(), owner.kind, owner.key.clone());
+        let (name, resource) = match built.routes.get(&key) {
+            Some((ids, name, resource)) if reuse && same_entries(ids, &attached.ids) => {
+                (name.clone(), Arc::clone(resource))
+            }
+            _ => {
+                let route = attached_route(gateways, g, owner, &attached);
+                (route.name.clone(), Arc::new(Resource::AttachedRoute(route)))
+            }
+        };
+        resources.insert(name.clone(), Arc::clone(&resource));
+        next.routes.insert(key, (attached.ids, name, resource));
     }
+    *built = next;
 }
 
 /// One route's entries on one Gateway.
@@ -91,19 +131,25 @@ struct Attached<'a> {
     seen: BTreeSet<&'a str>,
     /// (RouteConfig, listener name) → hostnames.
     attachments: BTreeMap<(&'a str, &'a str), BTreeSet<&'a str>>,
+    /// The entries, in order.
+    ids: Vec<EntryId>,
 }
 
-fn attached_routes(
-    gateways: &[GatewayModel],
-    entries: &[RouteEntry],
-    served: &BTreeMap<(usize, usize), String>,
-) -> Vec<pb::AttachedRoute> {
+/// The entries of each route on each Gateway, for listeners a RouteConfig serves.
+fn by_route<'a>(
+    gateways: &'a [GatewayModel],
+    entries: &'a [RouteEntry],
+    served: &'a BTreeMap<(usize, usize), String>,
+) -> BTreeMap<(usize, &'a Arc<RouteOwner>), Attached<'a>> {
     let mut by_route: BTreeMap<(usize, &Arc<RouteOwner>), Attached<'_>> = BTreeMap::new();
     for e in entries {
         let Some(route_config) = served.get(&(e.gateway, e.listener)) else {
             continue;
         };
         let attached = by_route.entry((e.gateway, &e.owner)).or_default();
+        attached
+            .ids
+            .push((e.listener, e.hostname.clone(), Arc::clone(&e.route)));
         if attached.seen.insert(&e.route.name) {
             attached.routes.push(&e.route);
         }
@@ -117,25 +163,30 @@ fn attached_routes(
             .insert(&e.hostname);
     }
     by_route
-        .into_iter()
-        .map(|((g, owner), attached)| {
-            let (gw_ns, gw_name) = &gateways[g].key;
-            let (ns, name) = &owner.key;
-            pb::AttachedRoute {
-                name: names::attached_route(gw_ns, gw_name, owner.kind, ns, name),
-                routes: attached.routes.into_iter().cloned().collect(),
-                attachments: attached
-                    .attachments
-                    .into_iter()
-                    .map(
-                        |((route_config, section_name), hostnames)| pb::RouteAttachment {
-                            route_config: route_config.to_owned(),
-                            section_name: section_name.to_owned(),
-                            hostnames: hostnames.into_iter().map(str::to_owned).collect(),
-                        },
-                    )
-                    .collect(),
-            }
-        })
-        .collect()
+}
+
+/// The AttachedRoute of `owner` on Gateway `g`.
+fn attached_route(
+    gateways: &[GatewayModel],
+    g: usize,
+    owner: &RouteOwner,
+    attached: &Attached<'_>,
+) -> pb::AttachedRoute {
+    let (gw_ns, gw_name) = &gateways[g].key;
+    let (ns, name) = &owner.key;
+    pb::AttachedRoute {
+        name: names::attached_route(gw_ns, gw_name, owner.kind, ns, name),
+        routes: attached.routes.iter().map(|r| (*r).clone()).collect(),
+        attachments: attached
+            .attachments
+            .iter()
+            .map(
+                |((route_config, section_name), hostnames)| pb::RouteAttachment {
+                    route_config: (*route_config).to_owned(),
+                    section_name: (*section_name).to_owned(),
+                    hostnames: hostnames.iter().map(|h| (*h).to_owned()).collect(),
+                },
+            )
+            .collect(),
+    }
 }

@@ -306,7 +306,7 @@ pub fn rejected_gateways(node: &Node, error: &ErrorDetail, view: &View) -> Vec<S
     let all: BTreeSet<String> = view
         .resources
         .values()
-        .filter_map(|v| match &v.resource {
+        .filter_map(|v| match &*v.resource {
             serval_common::Resource::Listener(l) => Some(l.gateway.clone()),
             _ => None,
         })

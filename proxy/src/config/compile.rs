@@ -131,15 +131,15 @@ pub struct Compiled {
 }
 
 /// Compiles `resources`. `bind_ip` replaces every Listener's IP (`--bind-address`).
-pub fn compile(
+pub fn compile<R: Into<Arc<Resource>>>(
     version: String,
-    resources: BTreeMap<String, Resource>,
+    resources: BTreeMap<String, R>,
     versions: BTreeMap<String, String>,
     bind_ip: Option<IpAddr>,
 ) -> Result<Config, CompileError> {
     let resources = resources
         .into_iter()
-        .map(|(name, r)| (name, Arc::new(r)))
+        .map(|(name, r)| (name, r.into()))
         .collect();
     compile_with(None, version, resources, versions, bind_ip)
 }

@@ -96,7 +96,7 @@ fn an_endpoint_change_translates_the_routes_of_that_service_only() {
     let out = translate_both(&mut incremental, &moved);
     assert_eq!(out.reused_routes, 5, "the 5 routes of svc-0 are reused");
     let name = serval_common::names::load_assignment("default", "svc-1", 80);
-    let Some(Resource::ClusterLoadAssignment(cla)) = out.resources.get(&name) else {
+    let Some(Resource::ClusterLoadAssignment(cla)) = out.resources.get(&name).map(|r| &**r) else {
         panic!("no assignment for svc-1: {:?}", out.resources.keys());
     };
     assert_eq!(
