@@ -22,7 +22,7 @@ use gateway_api::{experimental::httproutes::HttpRoute, grpcroutes::GrpcRoute};
 use serval_common::Resource;
 use std::{
     cell::Cell,
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
 };
 
@@ -41,16 +41,17 @@ pub(super) struct Translated {
     pub(super) status: Option<Arc<ObjectStatus>>,
 }
 
-/// The translations of one route kind, with the object each came from.
+/// The translations of one route kind, with the object each came from (hashed: only looked up,
+/// never iterated, so its order cannot reach the output).
 #[derive(Debug)]
 pub(super) struct Memo<S> {
-    routes: BTreeMap<Key, (Arc<S>, Arc<Translated>)>,
+    routes: HashMap<Key, (Arc<S>, Arc<Translated>)>,
 }
 
 impl<S> Default for Memo<S> {
     fn default() -> Self {
         Self {
-            routes: BTreeMap::new(),
+            routes: HashMap::new(),
         }
     }
 }
@@ -84,7 +85,7 @@ pub(super) struct Reuse<'a> {
     /// again.
     changed_services: BTreeSet<Key>,
     /// The Clusters and ClusterLoadAssignments of the last translation.
-    clusters: &'a super::Resources,
+    clusters: &'a Clusters,
     /// Routes whose translation was reused so far.
     pub(super) reused: Cell<usize>,
 }
@@ -92,11 +93,11 @@ pub(super) struct Reuse<'a> {
 impl Reuse<'_> {
     /// Nothing reused.
     pub(super) fn nothing() -> Reuse<'static> {
-        static EMPTY: super::Resources = BTreeMap::new();
+        static EMPTY: std::sync::OnceLock<Clusters> = std::sync::OnceLock::new();
         Reuse {
             enabled: false,
             changed_services: BTreeSet::new(),
-            clusters: &EMPTY,
+            clusters: EMPTY.get_or_init(Clusters::new),
             reused: Cell::new(0),
         }
     }
@@ -145,8 +146,11 @@ pub(super) struct Memos {
 pub struct Incremental {
     previous: Option<(Inputs, String)>,
     memos: Memos,
-    clusters: super::Resources,
+    clusters: Clusters,
 }
+
+/// Clusters and ClusterLoadAssignments by name (hashed: only looked up).
+type Clusters = HashMap<String, Arc<Resource>>;
 
 impl Incremental {
     /// Translates `inputs`, reusing what it can from the last call.

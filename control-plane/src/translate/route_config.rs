@@ -18,7 +18,7 @@ use super::{
 };
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
 };
 
@@ -26,7 +26,8 @@ use std::{
 /// entries each was built from.
 #[derive(Debug, Default)]
 pub(super) struct Built {
-    routes: BTreeMap<BuiltKey, (Vec<EntryId>, String, Arc<Resource>)>,
+    /// Hashed: only looked up, never iterated, so its order cannot reach the output.
+    routes: HashMap<BuiltKey, (Vec<EntryId>, String, Arc<Resource>)>,
 }
 
 /// (Gateway, route kind, route).

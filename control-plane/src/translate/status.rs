@@ -169,7 +169,10 @@ pub fn carry_transition_times(previous: &[Arc<ObjectStatus>], current: &mut [Arc
         let Some(old) = index.get(&key).copied() else {
             continue;
         };
-        if !(Arc::ptr_eq(old, object) || **old == **object) {
+        if Arc::ptr_eq(old, object) {
+            continue;
+        }
+        if **old != **object {
             carry(&old.status, &mut Arc::make_mut(object).status);
         }
         if **old == **object {
