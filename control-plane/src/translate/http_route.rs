@@ -49,8 +49,9 @@ pub(super) struct RouteEntry {
     pub(super) gateway: usize,
     /// Index into that Gateway's listeners.
     pub(super) listener: usize,
-    /// The hostname pattern requests must carry (`*` for any).
-    pub(super) hostname: String,
+    /// The hostname pattern requests must carry (`*` for any); shared, entries are copied per
+    /// translation.
+    pub(super) hostname: Arc<str>,
     /// Shared by every listener and hostname the match is reachable through.
     pub(super) route: Arc<pb::Route>,
     /// The route the match belongs to.
@@ -226,11 +227,12 @@ fn translate_one(
                         out.counted.push((*gw, *listener));
                     }
                     for hostname in listener_hostnames {
+                        let hostname: Arc<str> = Arc::from(hostname.as_str());
                         for m in &outcome.matches {
                             out.entries.push(RouteEntry {
                                 gateway: *gw,
                                 listener: *listener,
-                                hostname: hostname.clone(),
+                                hostname: Arc::clone(&hostname),
                                 route: Arc::clone(&m.route),
                                 owner: Arc::clone(&owner),
                             });

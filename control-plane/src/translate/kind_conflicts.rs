@@ -39,7 +39,7 @@ pub(super) fn resolve(
         };
         side.entry(Arc::clone(&e.owner))
             .or_default()
-            .insert(e.hostname.clone());
+            .insert(e.hostname.to_string());
     }
     // (gateway, listener, loser) → winner.
     let mut losers: BTreeMap<(usize, usize, Arc<RouteOwner>), Arc<RouteOwner>> = BTreeMap::new();

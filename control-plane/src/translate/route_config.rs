@@ -14,7 +14,6 @@
 use super::{
     gateway::GatewayModel,
     http_route::{RouteEntry, RouteOwner},
-    inputs::Key,
 };
 use serval_common::{Resource, names, proto::config::v1 as pb};
 use std::{
@@ -22,19 +21,34 @@ use std::{
     sync::Arc,
 };
 
-/// The AttachedRoutes of the previous translation, by (Gateway, route kind, route), with the
-/// entries each was built from.
+/// The AttachedRoutes of the previous translation, by Gateway and route, with the entries each
+/// was built from.
 #[derive(Debug, Default)]
 pub(super) struct Built {
-    /// Hashed: only looked up, never iterated, so its order cannot reach the output.
-    routes: HashMap<BuiltKey, (Vec<EntryId>, String, Arc<Resource>)>,
+    /// Hashed: only looked up, never iterated, so its order cannot reach the output. The owner is
+    /// held in the value, so the address in the key is never reused while it is a key.
+    routes: HashMap<OwnerKey, BuiltRoute>,
 }
 
-/// (Gateway, route kind, route).
-type BuiltKey = (Key, &'static str, Key);
+/// One AttachedRoute as built.
+#[derive(Debug)]
+struct BuiltRoute {
+    /// Keeps the owner (and so the address in its key) alive.
+    _owner: Arc<RouteOwner>,
+    /// The entries it was built from.
+    entries: Vec<EntryId>,
+    /// Its name.
+    name: String,
+    /// The resource.
+    resource: Arc<Resource>,
+}
+
+/// (index of the Gateway, address of the route's [`RouteOwner`]): a reused route translation
+/// keeps its owner, and the Gateways are the same whenever `Built` is consulted.
+type OwnerKey = (usize, usize);
 
 /// One entry of an AttachedRoute: (listener, hostname, match), the match compared by identity.
-type EntryId = (usize, String, Arc<pb::Route>);
+type EntryId = (usize, Arc<str>, Arc<pb::Route>);
 
 fn same_entries(a: &[EntryId], b: &[EntryId]) -> bool {
     a.len() == b.len()
@@ -107,11 +121,11 @@ pub(super) fn build(
         }
     }
     let mut next = Built::default();
-    for ((g, owner), attached) in by_route(gateways, entries, &served) {
-        let key = (gateways[g].key.clone(), owner.kind, owner.key.clone());
+    for ((g, _), (owner, attached)) in by_route(gateways, entries, &served) {
+        let key: OwnerKey = (g, Arc::as_ptr(owner) as usize);
         let (name, resource) = match built.routes.get(&key) {
-            Some((ids, name, resource)) if reuse && same_entries(ids, &attached.ids) => {
-                (name.clone(), Arc::clone(resource))
+            Some(b) if reuse && same_entries(&b.entries, &attached.ids) => {
+                (b.name.clone(), Arc::clone(&b.resource))
             }
             _ => {
                 let route = attached_route(gateways, g, owner, &attached);
@@ -119,7 +133,15 @@ pub(super) fn build(
             }
         };
         resources.insert(name.clone(), Arc::clone(&resource));
-        next.routes.insert(key, (attached.ids, name, resource));
+        next.routes.insert(
+            key,
+            BuiltRoute {
+                _owner: Arc::clone(owner),
+                entries: attached.ids,
+                name,
+                resource,
+            },
+        );
     }
     *built = next;
 }
@@ -137,20 +159,24 @@ struct Attached<'a> {
 }
 
 /// The entries of each route on each Gateway, for listeners a RouteConfig serves.
+/// Keyed by Gateway and owner address (every entry of a route shares its owner); the order does
+/// not matter: each group becomes its own resource.
 fn by_route<'a>(
     gateways: &'a [GatewayModel],
     entries: &'a [RouteEntry],
     served: &'a BTreeMap<(usize, usize), String>,
-) -> BTreeMap<(usize, &'a Arc<RouteOwner>), Attached<'a>> {
-    let mut by_route: BTreeMap<(usize, &Arc<RouteOwner>), Attached<'_>> = BTreeMap::new();
+) -> HashMap<OwnerKey, (&'a Arc<RouteOwner>, Attached<'a>)> {
+    let mut by_route: HashMap<OwnerKey, (&Arc<RouteOwner>, Attached<'_>)> = HashMap::new();
     for e in entries {
         let Some(route_config) = served.get(&(e.gateway, e.listener)) else {
             continue;
         };
-        let attached = by_route.entry((e.gateway, &e.owner)).or_default();
+        let (_, attached) = by_route
+            .entry((e.gateway, Arc::as_ptr(&e.owner) as usize))
+            .or_insert_with(|| (&e.owner, Attached::default()));
         attached
             .ids
-            .push((e.listener, e.hostname.clone(), Arc::clone(&e.route)));
+            .push((e.listener, Arc::clone(&e.hostname), Arc::clone(&e.route)));
         if attached.seen.insert(&e.route.name) {
             attached.routes.push(&e.route);
         }
