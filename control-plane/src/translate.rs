@@ -123,42 +123,30 @@ fn run(
     entries.extend(grpc_entries);
     route_statuses.extend(grpc_statuses);
     kind_conflicts::resolve(&mut entries, &mut route_statuses, &mut gateways);
-    route_statuses.extend(
-        l4_route::translate(
-            l4_route::TCP_ROUTE,
-            &inputs.tcp_routes,
-            inputs,
-            opts,
-            &mut gateways,
-            &mut out.resources,
-        )
-        .into_iter()
-        .map(Arc::new),
-    );
-    route_statuses.extend(
-        l4_route::translate(
-            l4_route::UDP_ROUTE,
-            &inputs.udp_routes,
-            inputs,
-            opts,
-            &mut gateways,
-            &mut out.resources,
-        )
-        .into_iter()
-        .map(Arc::new),
-    );
-    route_statuses.extend(
-        l4_route::translate(
-            l4_route::TLS_ROUTE,
-            &inputs.tls_routes,
-            inputs,
-            opts,
-            &mut gateways,
-            &mut out.resources,
-        )
-        .into_iter()
-        .map(Arc::new),
-    );
+    route_statuses.extend(l4_route::translate(
+        l4_route::TCP_ROUTE,
+        &inputs.tcp_routes,
+        inputs,
+        opts,
+        &mut gateways,
+        &mut out.resources,
+    ));
+    route_statuses.extend(l4_route::translate(
+        l4_route::UDP_ROUTE,
+        &inputs.udp_routes,
+        inputs,
+        opts,
+        &mut gateways,
+        &mut out.resources,
+    ));
+    route_statuses.extend(l4_route::translate(
+        l4_route::TLS_ROUTE,
+        &inputs.tls_routes,
+        inputs,
+        opts,
+        &mut gateways,
+        &mut out.resources,
+    ));
     route_config::build(
         &gateways,
         &entries,

@@ -127,7 +127,7 @@ pub(super) fn translate<T: serde::Serialize>(
     opts: &Options,
     gateways: &mut [GatewayModel],
     resources: &mut super::Resources,
-) -> Vec<ObjectStatus> {
+) -> Vec<Arc<ObjectStatus>> {
     let index: BTreeMap<Key, usize> = gateways
         .iter()
         .enumerate()
@@ -161,7 +161,7 @@ pub(super) fn translate<T: serde::Serialize>(
             order,
             &mut served,
         ) {
-            statuses.push(status);
+            statuses.push(Arc::new(status));
         }
     }
     for ((g, l), mut candidates) in served {
