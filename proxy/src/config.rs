@@ -18,9 +18,9 @@ pub struct Config {
     /// `system_version_info` of the response that produced it (empty before the first).
     pub version: String,
     /// Every resource held, by name (shared with the next configuration where unchanged).
-    pub resources: BTreeMap<String, Arc<Resource>>,
+    pub resources: compile::Held<Arc<Resource>>,
     /// The version of each held resource, as the control plane sent it.
-    pub versions: BTreeMap<String, String>,
+    pub versions: compile::Held<String>,
     /// TCP sockets to serve (HTTP or TCP proxying), by the address they are bound to.
     pub listeners: BTreeMap<SocketAddr, ListenerConfig>,
     /// UDP sockets to serve, by the address they are bound to.
@@ -30,7 +30,7 @@ pub struct Config {
 }
 
 /// What one bound UDP socket serves.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct UdpListenerConfig {
     /// The Listener resources served on this socket.
     pub names: Vec<String>,
@@ -39,7 +39,7 @@ pub struct UdpListenerConfig {
 }
 
 /// What one bound socket serves.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ListenerConfig {
     /// The Listener resources served on this socket (several when `--bind-address` or shared
     /// addresses put them on one socket), sorted.

@@ -24,8 +24,8 @@ pub use path_index::PathIndex;
 /// Virtual hosts with at most this many routes are scanned instead of looked up in the index.
 const SCAN_LIMIT: usize = 4;
 
-/// The routing table of one socket.
-#[derive(Debug, Default)]
+/// The routing table of one socket (cloned in O(1), see [`HostTable`]).
+#[derive(Clone, Debug, Default)]
 pub struct Router {
     /// Virtual hosts by domain pattern.
     pub hosts: HostTable<Arc<VirtualHost>>,

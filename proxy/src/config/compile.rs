@@ -66,6 +66,13 @@ pub(super) fn invalid(
     }
 }
 
+/// A persistent (structurally shared) map by resource name: cloned in O(1), a changed copy
+/// shares every unchanged entry with the original.
+pub type Held<T> = imbl::OrdMap<String, T>;
+
+/// Compiled Clusters by name.
+pub type ClusterMap = Held<Arc<Cluster>>;
+
 /// The compiled routes of one AttachedRoute.
 #[derive(Debug)]
 pub struct CompiledAttachedRoute {
@@ -73,12 +80,14 @@ pub struct CompiledAttachedRoute {
     pub version: String,
     /// Its routes, in resource order.
     pub routes: Arc<Vec<Arc<Route>>>,
+    /// Each route's precedence, in the same order.
+    pub keys: Vec<route_table::PrecedenceKey>,
     /// The Clusters they were compiled with.
     pub clusters: Vec<(String, Arc<Cluster>)>,
 }
 
 /// The compiled routes of each AttachedRoute, by name.
-pub type CompiledRoutes = BTreeMap<String, Arc<CompiledAttachedRoute>>;
+pub type CompiledRoutes = Held<Arc<CompiledAttachedRoute>>;
 
 /// What one virtual host was built from: the RouteConfig's version, the listener owning the
 /// host, and the compiled routes of each AttachedRoute serving it (with the index of the covering
@@ -115,19 +124,59 @@ pub struct CompiledHost {
     pub host: Arc<crate::router::VirtualHost>,
 }
 
-/// Virtual hosts by RouteConfig, then host pattern.
-pub type CompiledHosts = BTreeMap<String, BTreeMap<String, CompiledHost>>;
+/// The (AttachedRoute, listener `section_name`) pairs attached to one RouteConfig with one
+/// hostname, sorted by AttachedRoute name (then in attachment order).
+pub type AttachedWith = Arc<Vec<(String, String)>>;
+
+/// One served RouteConfig: which AttachedRoutes join it with which hostname, and its virtual
+/// hosts.
+#[derive(Clone, Debug, Default)]
+pub struct RouteConfigHosts {
+    /// Hostname → what is attached with it.
+    pub attached: Held<AttachedWith>,
+    /// Host pattern → virtual host (patterns no listener owns have none).
+    pub hosts: Held<Arc<CompiledHost>>,
+}
 
 /// Compiled clusters, routes and virtual hosts of one configuration, with the versions they were
-/// compiled from.
-#[derive(Debug, Default)]
+/// compiled from and the indexes that let a delta be applied without recompiling the rest
+/// (see `delta`).
+#[derive(Clone, Debug, Default)]
 pub struct Compiled {
-    /// Cluster name → (its version, its assignment's version, compiled).
-    pub clusters: BTreeMap<String, (String, String, Arc<Cluster>)>,
-    /// AttachedRoute name → its compiled routes.
+    /// Every Cluster, compiled.
+    pub clusters: ClusterMap,
+    /// Cluster name → (its version, its assignment's version), empty when not sent.
+    pub cluster_versions: Held<(String, String)>,
+    /// ClusterLoadAssignment name → the Clusters using it.
+    pub assignments: Held<imbl::OrdSet<String>>,
+    /// AttachedRoute name → its compiled routes (those joining a served RouteConfig).
     pub routes: CompiledRoutes,
-    /// RouteConfig name → host pattern → virtual host.
-    pub hosts: CompiledHosts,
+    /// Cluster name → the compiled AttachedRoutes using it.
+    pub users: Held<imbl::OrdSet<String>>,
+    /// RouteConfig name → its index and virtual hosts (RouteConfigs an HTTP listener serves).
+    pub hosts: Held<RouteConfigHosts>,
+}
+
+/// Adds `value` to the set at `key`.
+pub(super) fn add_to(map: &mut Held<imbl::OrdSet<String>>, key: &str, value: &str) {
+    let mut set = map.get(key).cloned().unwrap_or_default();
+    if set.insert(value.to_owned()).is_none() {
+        map.insert(key.to_owned(), set);
+    }
+}
+
+/// Removes `value` from the set at `key` (and the key when the set is empty).
+pub(super) fn remove_from(map: &mut Held<imbl::OrdSet<String>>, key: &str, value: &str) {
+    let Some(mut set) = map.get(key).cloned() else {
+        return;
+    };
+    if set.remove(value).is_some() {
+        if set.is_empty() {
+            map.remove(key);
+        } else {
+            map.insert(key.to_owned(), set);
+        }
+    }
 }
 
 /// Compiles `resources`. `bind_ip` replaces every Listener's IP (`--bind-address`).
@@ -141,28 +190,35 @@ pub fn compile<R: Into<Arc<Resource>>>(
         .into_iter()
         .map(|(name, r)| (name, r.into()))
         .collect();
-    compile_with(None, version, resources, versions, bind_ip)
+    compile_with(
+        None,
+        version,
+        resources,
+        versions.into_iter().collect(),
+        bind_ip,
+    )
 }
 
 /// Like [`compile`], reusing what `previous` compiled where the versions the control plane sent
 /// are unchanged: a Cluster whose version and assignment version are the same, and an
-/// AttachedRoute whose version is the same and whose Clusters were all reused. A route change
-/// among thousands then compiles that route and re-assembles the tables, nothing else.
+/// AttachedRoute whose version is the same and whose Clusters were all reused. [`delta::apply`]
+/// is the faster way when only routes and endpoints changed; this one handles everything.
 pub fn compile_with(
     previous: Option<&Compiled>,
     version: String,
-    resources: BTreeMap<String, Arc<Resource>>,
-    versions: BTreeMap<String, String>,
+    resources: Held<Arc<Resource>>,
+    versions: Held<String>,
     bind_ip: Option<IpAddr>,
 ) -> Result<Config, CompileError> {
     let known = |name: &str| versions.get(name).filter(|v| !v.is_empty()).cloned();
     let mut compiled = Compiled::default();
-    let mut clusters = BTreeMap::new();
     for resource in resources.values() {
         if let Resource::Cluster(c) = &**resource {
             let key = (known(&c.name), known(&c.load_assignment_name));
-            let reused = match (&key, previous.and_then(|p| p.clusters.get(&c.name))) {
-                ((Some(v), Some(cla)), Some((pv, pcla, arc))) if v == pv && cla == pcla => {
+            let before = previous
+                .and_then(|p| Some((p.cluster_versions.get(&c.name)?, p.clusters.get(&c.name)?)));
+            let reused = match (&key, before) {
+                ((Some(v), Some(cla)), Some(((pv, pcla), arc))) if v == pv && cla == pcla => {
                     Some(Arc::clone(arc))
                 }
                 _ => None,
@@ -171,15 +227,16 @@ pub fn compile_with(
                 Some(arc) => arc,
                 None => Arc::new(cluster(c, &resources)?),
             };
-            if let (Some(v), Some(cla)) = key {
-                compiled
-                    .clusters
-                    .insert(c.name.clone(), (v, cla, Arc::clone(&arc)));
-            }
-            clusters.insert(c.name.clone(), arc);
+            let (v, cla) = key;
+            compiled.cluster_versions.insert(
+                c.name.clone(),
+                (v.unwrap_or_default(), cla.unwrap_or_default()),
+            );
+            add_to(&mut compiled.assignments, &c.load_assignment_name, &c.name);
+            compiled.clusters.insert(c.name.clone(), arc);
         }
     }
-    let mut routes = route_table::RouteCache::new(previous, &versions, &clusters);
+    let mut routes = route_table::RouteCache::new(previous, &versions, &compiled.clusters);
     let route_configs: BTreeMap<&str, &pb::RouteConfig> = resources
         .values()
         .filter_map(|r| match &**r {
@@ -221,7 +278,7 @@ pub fn compile_with(
                 Some(pb::listener::Protocol::Tcp(l4)) => {
                     // Two TCP proxies on one socket (shared addresses): the first name wins.
                     if tcp.is_none() {
-                        tcp = Some(Arc::new(l4_backends(&l.name, l4, &clusters)?));
+                        tcp = Some(Arc::new(l4_backends(&l.name, l4, &compiled.clusters)?));
                     }
                 }
                 Some(pb::listener::Protocol::Http(http)) => {
@@ -256,10 +313,15 @@ pub fn compile_with(
         let Some(pb::listener::Protocol::Udp(l4)) = &ls[0].protocol else {
             continue;
         };
-        let backends = Arc::new(l4_backends(&ls[0].name, l4, &clusters)?);
+        let backends = Arc::new(l4_backends(&ls[0].name, l4, &compiled.clusters)?);
         udp.insert(addr, UdpListenerConfig { names, backends });
     }
     (compiled.routes, compiled.hosts) = routes.into_compiled();
+    for (name, route) in &compiled.routes {
+        for (cluster, _) in &route.clusters {
+            add_to(&mut compiled.users, cluster, name);
+        }
+    }
     Ok(Config {
         version,
         resources,
@@ -273,7 +335,7 @@ pub fn compile_with(
 fn l4_backends(
     resource: &str,
     l4: &pb::L4Listener,
-    clusters: &BTreeMap<String, Arc<Cluster>>,
+    clusters: &ClusterMap,
 ) -> Result<L4Backends, CompileError> {
     let mut out = L4Backends::default();
     for backend in &l4.backends {
@@ -320,9 +382,9 @@ fn listener_addr(l: &pb::Listener, bind_ip: Option<IpAddr>) -> Result<SocketAddr
     Ok(SocketAddr::new(bind_ip.unwrap_or(ip), port))
 }
 
-fn cluster(
+pub(super) fn cluster(
     c: &pb::Cluster,
-    resources: &BTreeMap<String, Arc<Resource>>,
+    resources: &Held<Arc<Resource>>,
 ) -> Result<Cluster, CompileError> {
     let Some(Resource::ClusterLoadAssignment(cla)) =
         resources.get(&c.load_assignment_name).map(|r| &**r)
@@ -391,7 +453,7 @@ pub(super) fn compile_route(
     resource: &str,
     field: &str,
     route: &pb::Route,
-    clusters: &BTreeMap<String, Arc<Cluster>>,
+    clusters: &ClusterMap,
 ) -> Result<Route, CompileError> {
     let matcher = compile_match(resource, &format!("{field}.match"), route.r#match.as_ref())?;
     let at = At {
@@ -587,7 +649,10 @@ fn value_match(
     }
 }
 
+pub mod delta;
 mod filters;
 mod route_table;
+
+pub use route_table::PrecedenceKey;
 #[cfg(test)]
 mod tests;

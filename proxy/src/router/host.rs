@@ -1,19 +1,23 @@
 //! Host lookup for virtual hosts: exact names, wildcard suffixes (`*.example.com`, one or more
 //! labels) with the longest suffix winning, and the catch-all `*`. Lookups are hash lookups, one per
 //! label of the host, whatever the number of patterns.
+//!
+//! The maps are persistent (structurally shared): cloning a table is O(1) and a changed copy
+//! shares every unchanged entry, so a configuration that changes one virtual host among thousands
+//! copies nothing else.
 
-use std::collections::HashMap;
+use imbl::HashMap;
 
 /// A table from host patterns to values.
-#[derive(Debug)]
-pub struct HostTable<T> {
+#[derive(Clone, Debug)]
+pub struct HostTable<T: Clone> {
     exact: HashMap<String, T>,
     /// By suffix including the leading dot (`.example.com` for `*.example.com`).
     wildcard: HashMap<String, T>,
     any: Option<T>,
 }
 
-impl<T> Default for HostTable<T> {
+impl<T: Clone> Default for HostTable<T> {
     fn default() -> Self {
         Self {
             exact: HashMap::new(),
@@ -23,7 +27,7 @@ impl<T> Default for HostTable<T> {
     }
 }
 
-impl<T> HostTable<T> {
+impl<T: Clone> HostTable<T> {
     /// Adds `pattern` → `value` unless the pattern is already present (the first insert wins).
     /// Returns false if it was present.
     pub fn insert(&mut self, pattern: &str, value: T) -> bool {
@@ -47,6 +51,30 @@ impl<T> HostTable<T> {
         }
         self.exact.insert(pattern, value);
         true
+    }
+
+    /// Sets `pattern` → `value`, replacing what it had.
+    pub fn set(&mut self, pattern: &str, value: T) {
+        let pattern = pattern.to_ascii_lowercase();
+        if pattern == "*" {
+            self.any = Some(value);
+        } else if let Some(suffix) = pattern.strip_prefix('*') {
+            self.wildcard.insert(suffix.to_owned(), value);
+        } else {
+            self.exact.insert(pattern, value);
+        }
+    }
+
+    /// Removes `pattern`.
+    pub fn remove(&mut self, pattern: &str) {
+        let pattern = pattern.to_ascii_lowercase();
+        if pattern == "*" {
+            self.any = None;
+        } else if let Some(suffix) = pattern.strip_prefix('*') {
+            self.wildcard.remove(suffix);
+        } else {
+            self.exact.remove(&pattern);
+        }
     }
 
     /// The value for `host` (lower-case, without port).
@@ -109,6 +137,28 @@ mod tests {
         assert_eq!(t.get("other.org"), Some(&0));
         assert!(!t.insert("*.example.com", 9), "first insert wins");
         assert_eq!(t.get("x.example.com"), Some(&1));
+    }
+
+    #[test]
+    fn set_replaces_and_remove_removes_without_touching_a_clone() {
+        let mut t = HostTable::default();
+        t.insert("*", 0);
+        t.insert("*.example.com", 1);
+        t.insert("a.example.com", 2);
+        let before = t.clone();
+        t.set("*.example.com", 5);
+        t.remove("a.example.com");
+        t.remove("*");
+        assert_eq!(t.get("a.example.com"), Some(&5));
+        assert_eq!(t.get("other.org"), None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            before.get("a.example.com"),
+            Some(&2),
+            "the clone is unchanged"
+        );
+        assert_eq!(before.get("b.example.com"), Some(&1));
+        assert_eq!(before.len(), 3);
     }
 
     #[test]

@@ -29,12 +29,10 @@ impl Applier {
     /// Applies `response`; `Err` is the NACK's error detail.
     pub async fn apply(&self, response: &DeltaConfigResponse) -> Result<(), ErrorDetail> {
         let current = self.store.load();
-        let mut resources = current.resources.clone();
-        let mut versions = current.versions.clone();
-        for name in &response.removed_resources {
-            resources.remove(name);
-            versions.remove(name);
-        }
+        let mut changes = compile::delta::Changes {
+            removed: response.removed_resources.clone(),
+            ..Default::default()
+        };
         for r in &response.resources {
             let Some(any) = &r.resource else {
                 return Err(one_error(
@@ -45,17 +43,28 @@ impl Applier {
             };
             let decoded = Resource::from_any(&r.name, any)
                 .map_err(|e| one_error(&any.type_url, &r.name, e.to_string()))?;
-            resources.insert(r.name.clone(), Arc::new(decoded));
-            versions.insert(r.name.clone(), r.version.clone());
+            changes
+                .upserts
+                .push((r.name.clone(), Arc::new(decoded), r.version.clone()));
         }
-        let config = compile::compile_with(
-            Some(&current.compiled),
-            response.system_version_info.clone(),
-            resources,
-            versions,
-            self.bind_ip,
-        )
-        .map_err(|e| {
+        let version = response.system_version_info.clone();
+        // Only routes and endpoints changed: patch the running configuration; else compile
+        // everything (reusing what is unchanged).
+        let compiled = match compile::delta::apply(&current, version.clone(), &changes) {
+            Some(done) => done,
+            None => {
+                let (resources, versions) =
+                    changes.applied_to(&current.resources, &current.versions);
+                compile::compile_with(
+                    Some(&current.compiled),
+                    version,
+                    resources,
+                    versions,
+                    self.bind_ip,
+                )
+            }
+        };
+        let config = compiled.map_err(|e| {
             let type_url = ResourceKind::of_name(e.resource())
                 .map(|k| k.type_url())
                 .unwrap_or_default();

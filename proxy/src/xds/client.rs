@@ -133,7 +133,11 @@ impl Client {
         let held = self.applier.store.load();
         let hello = DeltaConfigRequest {
             node: Some(self.settings.node.clone()),
-            initial_resource_versions: held.versions.clone(),
+            initial_resource_versions: held
+                .versions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             ..Default::default()
         };
         tx.send(hello).await.map_err(|_| StreamError::Closed)?;

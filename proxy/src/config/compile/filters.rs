@@ -6,11 +6,10 @@ use super::{CompileError, invalid};
 use crate::{
     filters::{CorsPolicy, Filters, HeaderModifier, Mirror, PathModifier, Redirect, UrlRewrite},
     router::{RetryPolicy, Timeouts},
-    upstream::Cluster,
 };
 use http::{HeaderName, HeaderValue, StatusCode};
 use serval_common::{proto::config::v1 as pb, validate};
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 /// Where the pieces being compiled sit, for error messages.
 pub(super) struct At<'a> {
@@ -27,7 +26,7 @@ impl At<'_> {
 pub(super) fn filters(
     at: &At<'_>,
     f: Option<&pb::Filters>,
-    clusters: &BTreeMap<String, Arc<Cluster>>,
+    clusters: &super::ClusterMap,
 ) -> Result<Filters, CompileError> {
     let Some(f) = f else {
         return Ok(Filters::default());

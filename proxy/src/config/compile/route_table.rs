@@ -11,17 +11,18 @@
 //!
 //! Each route is compiled once per AttachedRoute and shared by every virtual host it is in; an
 //! AttachedRoute unchanged since the previous configuration keeps its compiled routes
-//! ([`RouteCache`]).
+//! ([`RouteCache`]). [`build_host`] builds one virtual host from the RouteConfig's index; the
+//! full compile calls it for every pattern, `delta` only for the patterns a change touches.
 
-use super::{CompileError, compile_route, invalid};
-use crate::{
-    router::{Route, Router, VirtualHost},
-    upstream::Cluster,
+use super::{
+    AttachedWith, ClusterMap, CompileError, CompiledHost, Held, RouteConfigHosts, compile_route,
+    invalid,
 };
+use crate::router::{Route, Router, VirtualHost};
 use serval_common::{hostname, proto::config::v1 as pb, validate};
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     sync::Arc,
 };
 
@@ -62,77 +63,51 @@ pub(super) fn index<'a>(
     Ok(out)
 }
 
-/// The compiled routes of one AttachedRoute, each with its sort key, and the list they were
-/// compiled into (its identity, for reusing virtual hosts).
-type Compiled<'a> = (Vec<(PrecedenceKey<'a>, Arc<Route>)>, Arc<Vec<Arc<Route>>>);
-
 /// Compiled routes by AttachedRoute: from the previous configuration when unchanged, else
 /// compiled now (once, however many RouteConfigs the AttachedRoute joins).
 pub(super) struct RouteCache<'a> {
     previous: Option<&'a super::Compiled>,
-    versions: &'a BTreeMap<String, String>,
-    clusters: &'a BTreeMap<String, Arc<Cluster>>,
+    versions: &'a Held<String>,
+    clusters: &'a ClusterMap,
     now: super::CompiledRoutes,
-    vhosts: super::CompiledHosts,
+    hosts: Held<RouteConfigHosts>,
 }
 
 impl<'a> RouteCache<'a> {
     pub(super) fn new(
         previous: Option<&'a super::Compiled>,
-        versions: &'a BTreeMap<String, String>,
-        clusters: &'a BTreeMap<String, Arc<Cluster>>,
+        versions: &'a Held<String>,
+        clusters: &'a ClusterMap,
     ) -> Self {
         Self {
             previous,
             versions,
             clusters,
-            now: BTreeMap::new(),
-            vhosts: BTreeMap::new(),
+            now: Held::new(),
+            hosts: Held::new(),
         }
     }
 
     /// What this configuration compiled or reused, for the next one.
-    pub(super) fn into_compiled(self) -> (super::CompiledRoutes, super::CompiledHosts) {
-        (self.now, self.vhosts)
+    pub(super) fn into_compiled(self) -> (super::CompiledRoutes, Held<RouteConfigHosts>) {
+        (self.now, self.hosts)
     }
 
-    fn routes(&mut self, ar: &pb::AttachedRoute) -> Result<Arc<Vec<Arc<Route>>>, CompileError> {
-        if let Some(kept) = self.now.get(&ar.name) {
-            return Ok(Arc::clone(&kept.routes));
+    fn routes(&mut self, ar: &pb::AttachedRoute) -> Result<(), CompileError> {
+        if self.now.contains_key(&ar.name) {
+            return Ok(());
         }
         let version = self.versions.get(&ar.name).filter(|v| !v.is_empty());
         let kept = match self.reusable(&ar.name, version) {
             Some(kept) => kept,
-            None => {
-                let mut routes = Vec::with_capacity(ar.routes.len());
-                for (r, route) in ar.routes.iter().enumerate() {
-                    let field = format!("routes[{r}]");
-                    routes.push(Arc::new(compile_route(
-                        &ar.name,
-                        &field,
-                        route,
-                        self.clusters,
-                    )?));
-                }
-                let clusters = serval_common::resource::attached_route_references(ar)
-                    .into_iter()
-                    .filter_map(|n| {
-                        let cluster = Arc::clone(self.clusters.get(&n)?);
-                        Some((n, cluster))
-                    })
-                    .collect();
-                Arc::new(super::CompiledAttachedRoute {
-                    version: version.cloned().unwrap_or_default(),
-                    routes: Arc::new(routes),
-                    clusters,
-                })
-            }
+            None => Arc::new(compile_attached_route(
+                ar,
+                version.cloned().unwrap_or_default(),
+                self.clusters,
+            )?),
         };
-        let routes = Arc::clone(&kept.routes);
-        if version.is_some() {
-            self.now.insert(ar.name.clone(), kept);
-        }
-        Ok(routes)
+        self.now.insert(ar.name.clone(), kept);
+        Ok(())
     }
 
     /// The previous compilation of `name`, if its version and every Cluster it uses are
@@ -148,36 +123,45 @@ impl<'a> RouteCache<'a> {
                 .get(n)
                 .is_some_and(|now| Arc::ptr_eq(now, before))
         });
-        (Some(&kept.version) == version && same_clusters).then(|| Arc::clone(kept))
-    }
-
-    /// The virtual host `pattern` of RouteConfig `rc` (at `rc_version`) from the previous
-    /// configuration, if it was built from the same owner and the same compiled routes.
-    fn reusable_host(
-        &self,
-        rc: &str,
-        pattern: &str,
-        inputs: &super::HostInputs,
-    ) -> Option<Arc<VirtualHost>> {
-        let kept = self.previous?.hosts.get(rc)?.get(pattern)?;
-        (kept.inputs == *inputs).then(|| Arc::clone(&kept.host))
+        (version.is_some() && Some(&kept.version) == version && same_clusters)
+            .then(|| Arc::clone(kept))
     }
 }
 
-/// One compiled route with where it sorts.
-struct Entry<'a> {
-    specificity: &'a str,
-    key: PrecedenceKey<'a>,
-    route: &'a Arc<Route>,
+/// Compiles the routes of `ar` with their precedence and the Clusters they use.
+pub(super) fn compile_attached_route(
+    ar: &pb::AttachedRoute,
+    version: String,
+    clusters: &ClusterMap,
+) -> Result<super::CompiledAttachedRoute, CompileError> {
+    let mut routes = Vec::with_capacity(ar.routes.len());
+    let mut keys = Vec::with_capacity(ar.routes.len());
+    for (r, route) in ar.routes.iter().enumerate() {
+        let field = format!("routes[{r}]");
+        routes.push(Arc::new(compile_route(&ar.name, &field, route, clusters)?));
+        keys.push(
+            PrecedenceKey::of(route).ok_or_else(|| {
+                invalid(&ar.name, format!("routes[{r}].precedence"), "must be set")
+            })?,
+        );
+    }
+    let clusters = serval_common::resource::attached_route_references(ar)
+        .into_iter()
+        .filter_map(|n| {
+            let cluster = Arc::clone(clusters.get(&n)?);
+            Some((n, cluster))
+        })
+        .collect();
+    Ok(super::CompiledAttachedRoute {
+        version,
+        routes: Arc::new(routes),
+        keys,
+        clusters,
+    })
 }
 
-/// Adds the virtual hosts of `rc` to `router`.
-pub(super) fn add(
-    router: &mut Router,
-    rc: &pb::RouteConfig,
-    attached: &[&pb::AttachedRoute],
-    cache: &mut RouteCache<'_>,
-) -> Result<(), CompileError> {
+/// Checks the RouteConfig itself: no inline virtual hosts, valid listener hostnames.
+pub(super) fn check_route_config(rc: &pb::RouteConfig) -> Result<(), CompileError> {
     #[allow(deprecated)] // read only to reject it
     if !rc.virtual_hosts.is_empty() {
         return Err(invalid(
@@ -190,116 +174,163 @@ pub(super) fn add(
         validate::host_pattern(&l.hostname, true)
             .map_err(|reason| invalid(&rc.name, format!("listeners[{i}].hostname"), reason))?;
     }
-    let rc_version = cache.versions.get(&rc.name).cloned().unwrap_or_default();
-    // Compile every route once; group them by (hostname, listener).
-    let mut compiled: Vec<(&pb::AttachedRoute, Compiled<'_>)> = Vec::with_capacity(attached.len());
-    for ar in attached {
-        let built = cache.routes(ar)?;
-        let identity = Arc::clone(&built);
-        let mut routes = Vec::with_capacity(ar.routes.len());
-        for (r, (route, compiled_route)) in ar.routes.iter().zip(built.iter()).enumerate() {
-            let key = PrecedenceKey::of(route).ok_or_else(|| {
-                invalid(&ar.name, format!("routes[{r}].precedence"), "must be set")
-            })?;
-            routes.push((key, Arc::clone(compiled_route)));
-        }
-        compiled.push((ar, (routes, identity)));
-    }
-    let mut by_hostname: HashMap<&str, Vec<(&str, &Compiled<'_>)>> = HashMap::new();
-    let mut patterns: BTreeSet<&str> = rc.listeners.iter().map(|l| l.hostname.as_str()).collect();
-    for (ar, routes) in &compiled {
-        for (i, a) in ar.attachments.iter().enumerate() {
-            if a.route_config != rc.name {
-                continue;
-            }
-            for (h, hostname) in a.hostnames.iter().enumerate() {
-                validate::host_pattern(hostname, true).map_err(|reason| {
-                    invalid(&ar.name, format!("attachments[{i}].hostnames[{h}]"), reason)
-                })?;
-                patterns.insert(hostname);
-                by_hostname
-                    .entry(hostname)
-                    .or_default()
-                    .push((&a.section_name, routes));
-            }
-        }
-    }
+    Ok(())
+}
 
+/// The (hostname, section) pairs through which `ar` joins `rc`, hostnames checked.
+pub(super) fn attachments_to<'a>(
+    ar: &'a pb::AttachedRoute,
+    rc: &str,
+) -> Result<Vec<(&'a str, &'a str)>, CompileError> {
+    let mut out = Vec::new();
+    for (i, a) in ar.attachments.iter().enumerate() {
+        if a.route_config != rc {
+            continue;
+        }
+        for (h, hostname) in a.hostnames.iter().enumerate() {
+            validate::host_pattern(hostname, true).map_err(|reason| {
+                invalid(&ar.name, format!("attachments[{i}].hostnames[{h}]"), reason)
+            })?;
+            out.push((hostname.as_str(), a.section_name.as_str()));
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the virtual hosts of `rc` to `router`.
+pub(super) fn add(
+    router: &mut Router,
+    rc: &pb::RouteConfig,
+    attached: &[&pb::AttachedRoute],
+    cache: &mut RouteCache<'_>,
+) -> Result<(), CompileError> {
+    check_route_config(rc)?;
+    let rc_version = cache.versions.get(&rc.name).cloned().unwrap_or_default();
+    // Compile every route once; index them by hostname.
+    let mut by_hostname: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+    for ar in attached {
+        cache.routes(ar)?;
+        for (hostname, section) in attachments_to(ar, &rc.name)? {
+            by_hostname
+                .entry(hostname)
+                .or_default()
+                .push((ar.name.clone(), section.to_owned()));
+        }
+    }
+    let mut state = RouteConfigHosts {
+        attached: by_hostname
+            .into_iter()
+            .map(|(h, list)| (h.to_owned(), Arc::new(list)))
+            .collect(),
+        hosts: Held::new(),
+    };
+    let mut patterns: BTreeSet<&str> = rc.listeners.iter().map(|l| l.hostname.as_str()).collect();
+    patterns.extend(state.attached.keys().map(String::as_str));
+    let previous = cache.previous.and_then(|p| p.hosts.get(&rc.name));
+    let mut hosts = Held::new();
     for pattern in patterns {
-        // The listener that owns requests for this pattern: the most specific one covering it.
-        let Some(owner) = rc
-            .listeners
-            .iter()
-            .filter(|l| hostname::covers(&l.hostname, pattern))
-            .min_by(|a, b| hostname::by_specificity(&a.hostname, &b.hostname))
+        let kept = previous.and_then(|p| p.hosts.get(pattern));
+        let Some(host) = build_host(rc, &rc_version, pattern, &state.attached, &cache.now, kept)
         else {
             continue;
         };
-        let covering = hostname::covering_patterns(pattern);
-        let groups = || {
-            covering
-                .iter()
-                .enumerate()
-                .filter_map(|(c, h)| by_hostname.get_key_value(h.as_str()).map(|g| (c, g)))
-                .flat_map(|(c, (h, groups))| {
-                    groups
-                        .iter()
-                        .filter(|(section, _)| *section == owner.section_name)
-                        .map(move |(_, routes)| (c, *h, *routes))
-                })
-        };
-        // What the virtual host is built from: unchanged, the previous one is reused.
-        let inputs = super::HostInputs {
-            route_config_version: rc_version.clone(),
-            owner: owner.section_name.clone(),
-            routes: groups()
-                .map(|(c, _, (_, identity))| (c, Arc::clone(identity)))
-                .collect(),
-        };
-        let vhost = match cache.reusable_host(&rc.name, pattern, &inputs) {
-            Some(kept) => kept,
-            None => {
-                let mut entries: Vec<Entry<'_>> = groups()
-                    .flat_map(|(_, h, (routes, _))| {
-                        routes.iter().map(move |(key, route)| Entry {
-                            specificity: h,
-                            key: key.clone(),
-                            route,
-                        })
-                    })
-                    .collect();
-                entries.sort_by(|a, b| {
-                    hostname::by_specificity(a.specificity, b.specificity)
-                        .then_with(|| a.key.cmp(&b.key))
-                        .then_with(|| a.route.name.cmp(&b.route.name))
-                });
-                let mut seen = BTreeSet::new();
-                let routes: Vec<Arc<Route>> = entries
-                    .into_iter()
-                    .filter(|e| seen.insert(e.route.name.as_str()))
-                    .map(|e| Arc::clone(e.route))
-                    .collect();
-                Arc::new(VirtualHost::new(pattern.to_owned(), routes))
-            }
-        };
         // A pattern two Listener resources on one socket both define: the first keeps it.
-        router.hosts.insert(pattern, Arc::clone(&vhost));
-        if !rc_version.is_empty() {
-            cache.vhosts.entry(rc.name.clone()).or_default().insert(
-                pattern.to_owned(),
-                super::CompiledHost {
-                    inputs,
-                    host: vhost,
-                },
-            );
+        router.hosts.insert(pattern, Arc::clone(&host.host));
+        hosts.insert(pattern.to_owned(), host);
+    }
+    state.hosts = hosts;
+    cache.hosts.insert(rc.name.clone(), state);
+    Ok(())
+}
+
+/// The virtual host of `pattern` in `rc`: the routes attached through the listener owning the
+/// pattern with a hostname covering it, most specific hostname first, then by precedence. `None`
+/// when no listener owns the pattern. `kept` (the previous one) is returned when built from the
+/// same inputs.
+pub(super) fn build_host(
+    rc: &pb::RouteConfig,
+    rc_version: &str,
+    pattern: &str,
+    attached: &Held<AttachedWith>,
+    routes: &super::CompiledRoutes,
+    kept: Option<&Arc<CompiledHost>>,
+) -> Option<Arc<CompiledHost>> {
+    // The listener that owns requests for this pattern: the most specific one covering it.
+    let owner = rc
+        .listeners
+        .iter()
+        .filter(|l| hostname::covers(&l.hostname, pattern))
+        .min_by(|a, b| hostname::by_specificity(&a.hostname, &b.hostname))?;
+    let covering = hostname::covering_patterns(pattern);
+    let mut groups: Vec<(usize, &str, &super::CompiledAttachedRoute)> = Vec::new();
+    for (c, h) in covering.iter().enumerate() {
+        let Some(list) = attached.get(h.as_str()) else {
+            continue;
+        };
+        for (ar, section) in list.iter() {
+            if *section == owner.section_name
+                && let Some(compiled) = routes.get(ar)
+            {
+                groups.push((c, h.as_str(), compiled));
+            }
         }
     }
-    Ok(())
+    // What the virtual host is built from: unchanged, the previous one is reused.
+    let inputs = super::HostInputs {
+        route_config_version: rc_version.to_owned(),
+        owner: owner.section_name.clone(),
+        routes: groups
+            .iter()
+            .map(|(c, _, compiled)| (*c, Arc::clone(&compiled.routes)))
+            .collect(),
+    };
+    if let Some(kept) = kept
+        && !rc_version.is_empty()
+        && kept.inputs == inputs
+    {
+        return Some(Arc::clone(kept));
+    }
+    let mut entries: Vec<Entry<'_>> = groups
+        .iter()
+        .flat_map(|(_, h, compiled)| {
+            compiled
+                .keys
+                .iter()
+                .zip(compiled.routes.iter())
+                .map(move |(key, route)| Entry {
+                    specificity: h,
+                    key,
+                    route,
+                })
+        })
+        .collect();
+    entries.sort_by(|a, b| {
+        hostname::by_specificity(a.specificity, b.specificity)
+            .then_with(|| a.key.cmp(b.key))
+            .then_with(|| a.route.name.cmp(&b.route.name))
+    });
+    let mut seen = BTreeSet::new();
+    let routes: Vec<Arc<Route>> = entries
+        .into_iter()
+        .filter(|e| seen.insert(e.route.name.as_str()))
+        .map(|e| Arc::clone(e.route))
+        .collect();
+    Some(Arc::new(CompiledHost {
+        inputs,
+        host: Arc::new(VirtualHost::new(pattern.to_owned(), routes)),
+    }))
+}
+
+/// One compiled route with where it sorts.
+struct Entry<'a> {
+    specificity: &'a str,
+    key: &'a PrecedenceKey,
+    route: &'a Arc<Route>,
 }
 
 /// Gateway API match precedence as a sort key: smaller wins (see `serval.config.v1.Precedence`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct PrecedenceKey<'a> {
+pub struct PrecedenceKey {
     path_kind: u32,
     path_length: Reverse<u32>,
     no_method: bool,
@@ -307,14 +338,14 @@ struct PrecedenceKey<'a> {
     query_params: Reverse<u32>,
     /// `None` (no creation time) sorts first.
     created: Option<(i64, i32)>,
-    namespace: &'a str,
-    route: &'a str,
+    namespace: String,
+    route: String,
     rule: u32,
     r#match: u32,
 }
 
-impl<'a> PrecedenceKey<'a> {
-    fn of(route: &'a pb::Route) -> Option<Self> {
+impl PrecedenceKey {
+    fn of(route: &pb::Route) -> Option<Self> {
         let p = route.precedence.as_ref()?;
         Some(Self {
             path_kind: p.path_kind,
@@ -323,8 +354,8 @@ impl<'a> PrecedenceKey<'a> {
             headers: Reverse(p.headers),
             query_params: Reverse(p.query_params),
             created: p.created.map(|t| (t.seconds, t.nanos)),
-            namespace: &p.namespace,
-            route: &p.route,
+            namespace: p.namespace.clone(),
+            route: p.route.clone(),
             rule: p.rule,
             r#match: p.r#match,
         })

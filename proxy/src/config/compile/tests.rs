@@ -3,7 +3,7 @@
 use super::*;
 use serval_common::names;
 
-fn listener(gw: &str, ip: &str, port: u32) -> Resource {
+pub(super) fn listener(gw: &str, ip: &str, port: u32) -> Resource {
     Resource::Listener(pb::Listener {
         name: names::listener("ns", gw, 80),
         address: Some(pb::SocketAddress {
@@ -20,7 +20,7 @@ fn listener(gw: &str, ip: &str, port: u32) -> Resource {
 }
 
 /// The RouteConfig of `gw`'s port 80 with listeners (section name, hostname).
-fn route_config_with(gw: &str, listeners: &[(&str, &str)]) -> Resource {
+pub(super) fn route_config_with(gw: &str, listeners: &[(&str, &str)]) -> Resource {
     Resource::RouteConfig(pb::RouteConfig {
         name: names::route_config("ns", gw, 80),
         listeners: listeners
@@ -35,7 +35,7 @@ fn route_config_with(gw: &str, listeners: &[(&str, &str)]) -> Resource {
 }
 
 /// Route `route.name` of `gw`, attached through listener `section` for `hostnames`.
-fn attached(gw: &str, section: &str, hostnames: &[&str], route: pb::Route) -> Resource {
+pub(super) fn attached(gw: &str, section: &str, hostnames: &[&str], route: pb::Route) -> Resource {
     let name = route.name.clone();
     let route = pb::Route {
         precedence: route.precedence.clone().or(Some(pb::Precedence {
@@ -64,7 +64,7 @@ fn route_config(gw: &str, domain: &str, route: pb::Route) -> Vec<Resource> {
     ]
 }
 
-fn direct_route(name: &str, path: pb::path_match::Kind) -> pb::Route {
+pub(super) fn direct_route(name: &str, path: pb::path_match::Kind) -> pb::Route {
     pb::Route {
         name: name.into(),
         r#match: Some(pb::RouteMatch {
@@ -79,14 +79,14 @@ fn direct_route(name: &str, path: pb::path_match::Kind) -> pb::Route {
     }
 }
 
-fn set(resources: Vec<Resource>) -> BTreeMap<String, Resource> {
+pub(super) fn set(resources: Vec<Resource>) -> BTreeMap<String, Resource> {
     resources
         .into_iter()
         .map(|r| (r.name().to_owned(), r))
         .collect()
 }
 
-fn prefix(p: &str) -> pb::path_match::Kind {
+pub(super) fn prefix(p: &str) -> pb::path_match::Kind {
     pb::path_match::Kind::Prefix(p.into())
 }
 
@@ -442,7 +442,7 @@ fn unchanged_routes_clusters_and_virtual_hosts_are_reused_and_changed_ones_recom
                 .into_iter()
                 .map(|(n, r)| (n, Arc::new(r)))
                 .collect(),
-            v,
+            v.into_iter().collect(),
             None,
         )
         .expect("valid")
@@ -454,7 +454,7 @@ fn unchanged_routes_clusters_and_virtual_hosts_are_reused_and_changed_ones_recom
     };
     let host_of = |c: &Config, pattern: &str| {
         let hosts = c.compiled.hosts.values().next().expect("one RouteConfig");
-        Arc::clone(&hosts[pattern].host)
+        Arc::clone(&hosts.hosts[pattern].host)
     };
     let same_host = |a: &Config, b: &Config, pattern: &str| {
         let socket = SocketAddr::from(([127, 0, 0, 1], 80));
