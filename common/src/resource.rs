@@ -143,6 +143,10 @@ pub enum DecodeError {
     },
 }
 
+/// Equality is reflexive: the messages have no floating-point fields. (`Eq` also lets
+/// `Arc<Resource>` compare by pointer first.)
+impl Eq for Resource {}
+
 impl Resource {
     /// The kind of this resource.
     pub fn kind(&self) -> ResourceKind {

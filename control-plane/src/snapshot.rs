@@ -10,6 +10,7 @@
 
 pub mod closure;
 pub mod diff;
+mod patch;
 
 pub use diff::Delta;
 
@@ -28,6 +29,14 @@ const DELTAS_PER_VIEW: usize = 8;
 /// A view computed at most once (others asking meanwhile wait for it).
 type ViewCell = Arc<OnceLock<Arc<View>>>;
 
+/// A persistent (structurally shared) map by resource name: cloned in O(1); a changed copy
+/// shares every unchanged entry, and [`imbl::OrdMap::diff`] between the two visits only what
+/// changed.
+pub type Held<T> = imbl::OrdMap<String, T>;
+
+/// Names by name (a reverse index), persistent.
+pub type Index = Held<imbl::OrdSet<String>>;
+
 /// One resource with its version and its wire form, encoded once per snapshot.
 #[derive(Debug)]
 pub struct Versioned {
@@ -38,6 +47,15 @@ pub struct Versioned {
     /// Its payload as sent.
     pub any: Any,
 }
+
+/// Two encodings are equal when their versions (content hashes) are.
+impl PartialEq for Versioned {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version
+    }
+}
+
+impl Eq for Versioned {}
 
 impl Versioned {
     /// Versions and encodes `resource`.
@@ -76,18 +94,25 @@ pub struct Snapshot {
     /// Hash of the sorted (name, version) pairs.
     pub version: SnapshotVersion,
     /// Resources by name.
-    pub resources: BTreeMap<String, Arc<Versioned>>,
+    pub resources: Held<Arc<Versioned>>,
     /// When the earliest change this snapshot carries was observed (convergence is measured
     /// from here).
     pub observed: Instant,
     /// Place in the sequence of published snapshots (0 before the first).
     pub sequence: u64,
+    /// The resources as translate produced them (the next translation is diffed against these).
+    sources: crate::translate::Resources,
     /// RouteConfig → the AttachedRoutes joining it.
-    joined_by: BTreeMap<String, Vec<String>>,
+    joined_by: Index,
+    /// Name → the resources referring to it.
+    referenced_by: Index,
     /// Gateway (`namespace/name`) → its GatewayClass, from the Listeners; computed on first use.
     classes: OnceLock<BTreeMap<String, String>>,
     /// Views computed so far, by scope.
     views: Mutex<BTreeMap<Scope, ViewCell>>,
+    /// The views of the snapshot this one followed (when computed) and what changed since: a view
+    /// is patched from its predecessor when the change allows it (see `patch`).
+    base: Option<patch::Base>,
 }
 
 impl Default for Snapshot {
@@ -98,49 +123,95 @@ impl Default for Snapshot {
 
 impl Snapshot {
     /// Versions and encodes `resources`.
-    pub fn new<R: Into<Arc<Resource>>>(resources: BTreeMap<String, R>) -> Self {
-        Self::from_versioned(
-            resources
-                .into_iter()
-                .map(|(name, resource)| (name, Arc::new(Versioned::shared(resource.into()))))
-                .collect(),
-        )
+    pub fn new<R: Into<Arc<Resource>>>(resources: impl IntoIterator<Item = (String, R)>) -> Self {
+        let sources: crate::translate::Resources = resources
+            .into_iter()
+            .map(|(name, resource)| (name, resource.into()))
+            .collect();
+        let versioned = sources
+            .iter()
+            .map(|(name, resource)| {
+                (
+                    name.clone(),
+                    Arc::new(Versioned::shared(Arc::clone(resource))),
+                )
+            })
+            .collect();
+        Self::build(versioned, sources, None)
     }
 
-    /// Like [`Snapshot::new`], sharing with `previous` the encoding of every resource that is
-    /// equal to the one of the same name there (a change to one route among thousands encodes
-    /// and hashes that route only). The result is the same as [`Snapshot::new`]'s.
-    pub fn next(previous: &Snapshot, resources: BTreeMap<String, Arc<Resource>>) -> Self {
-        Self::from_versioned(
-            resources
-                .into_iter()
-                .map(|(name, resource)| {
-                    let versioned = match previous.resources.get(&name) {
-                        Some(was)
-                            if Arc::ptr_eq(&was.resource, &resource)
-                                || *was.resource == *resource =>
-                        {
-                            Arc::clone(was)
-                        }
-                        _ => Arc::new(Versioned::shared(resource)),
-                    };
-                    (name, versioned)
-                })
-                .collect(),
-        )
+    /// Like [`Snapshot::new`], starting from `previous`: only the resources that differ from
+    /// the ones it was made from are encoded and indexed (found by diffing the two persistent
+    /// maps, which skips what they share), and views are patched from `previous`'s where the
+    /// change allows. The result is the same as [`Snapshot::new`]'s.
+    pub fn next(previous: &Snapshot, resources: crate::translate::Resources) -> Self {
+        let mut versioned = previous.resources.clone();
+        let mut joined_by = previous.joined_by.clone();
+        let mut referenced_by = previous.referenced_by.clone();
+        let mut changed = Vec::new();
+        for item in previous.sources.diff(&resources) {
+            let (name, new) = match item {
+                imbl::ordmap::DiffItem::Add(name, r)
+                | imbl::ordmap::DiffItem::Update { new: (name, r), .. } => (name, Some(r)),
+                imbl::ordmap::DiffItem::Remove(name, _) => (name, None),
+            };
+            let old = versioned.get(name).cloned();
+            if let Some(old) = &old {
+                unindex(&mut joined_by, &mut referenced_by, name, &old.resource);
+            }
+            let new = new.map(|r| Arc::new(Versioned::shared(Arc::clone(r))));
+            match &new {
+                Some(v) => {
+                    index(&mut joined_by, &mut referenced_by, name, &v.resource);
+                    versioned.insert(name.clone(), Arc::clone(v));
+                }
+                None => {
+                    versioned.remove(name);
+                }
+            }
+            changed.push(patch::Change {
+                name: name.clone(),
+                old,
+                new,
+            });
+        }
+        let views = previous
+            .views
+            .lock()
+            .iter()
+            .filter_map(|(scope, cell)| Some((scope.clone(), Arc::clone(cell.get()?))))
+            .collect();
+        let mut out = Self::build(versioned, resources, Some(patch::Base { views, changed }));
+        out.joined_by = joined_by;
+        out.referenced_by = referenced_by;
+        out
     }
 
-    /// A snapshot of already encoded resources (unchanged ones can be shared with the previous
-    /// snapshot).
-    pub fn from_versioned(resources: BTreeMap<String, Arc<Versioned>>) -> Self {
+    fn build(
+        resources: Held<Arc<Versioned>>,
+        sources: crate::translate::Resources,
+        base: Option<patch::Base>,
+    ) -> Self {
+        let (joined_by, referenced_by) = if base.is_some() {
+            (Index::new(), Index::new()) // set by `next`
+        } else {
+            let (mut joined_by, mut referenced_by) = (Index::new(), Index::new());
+            for (name, v) in &resources {
+                index(&mut joined_by, &mut referenced_by, name, &v.resource);
+            }
+            (joined_by, referenced_by)
+        };
         Self {
             version: version_of(&resources),
-            joined_by: closure::joined_by(&resources),
+            joined_by,
+            referenced_by,
             resources,
+            sources,
             observed: Instant::now(),
             sequence: 0,
             classes: OnceLock::new(),
             views: Mutex::default(),
+            base,
         }
     }
 
@@ -173,12 +244,62 @@ impl Snapshot {
     pub fn view(&self, scope: &Scope) -> Arc<View> {
         let cell = Arc::clone(self.views.lock().entry(scope.clone()).or_default());
         Arc::clone(cell.get_or_init(|| {
-            let graph = closure::Graph {
-                all: &self.resources,
-                joined_by: &self.joined_by,
-            };
-            Arc::new(View::new(closure::closure(&graph, scope)))
+            let patched = self.base.as_ref().and_then(|base| {
+                let before = base.views.get(scope)?;
+                patch::view(self.graph(), before, &base.changed)
+            });
+            Arc::new(View::new(
+                patched.unwrap_or_else(|| closure::closure(&self.graph(), scope)),
+            ))
         }))
+    }
+
+    fn graph(&self) -> closure::Graph<'_> {
+        closure::Graph {
+            all: &self.resources,
+            joined_by: &self.joined_by,
+            referenced_by: &self.referenced_by,
+        }
+    }
+}
+
+/// Adds `resource` (named `name`) to the reverse indexes.
+fn index(joined_by: &mut Index, referenced_by: &mut Index, name: &str, resource: &Resource) {
+    for target in resource.attaches_to() {
+        add_to(joined_by, &target, name);
+    }
+    for target in resource.references() {
+        add_to(referenced_by, &target, name);
+    }
+}
+
+/// Removes `resource` (named `name`) from the reverse indexes.
+fn unindex(joined_by: &mut Index, referenced_by: &mut Index, name: &str, resource: &Resource) {
+    for target in resource.attaches_to() {
+        remove_from(joined_by, &target, name);
+    }
+    for target in resource.references() {
+        remove_from(referenced_by, &target, name);
+    }
+}
+
+fn add_to(index: &mut Index, key: &str, name: &str) {
+    let mut set = index.get(key).cloned().unwrap_or_default();
+    if set.insert(name.to_owned()).is_none() {
+        index.insert(key.to_owned(), set);
+    }
+}
+
+fn remove_from(index: &mut Index, key: &str, name: &str) {
+    let Some(mut set) = index.get(key).cloned() else {
+        return;
+    };
+    if set.remove(name).is_some() {
+        if set.is_empty() {
+            index.remove(key);
+        } else {
+            index.insert(key.to_owned(), set);
+        }
     }
 }
 
@@ -226,14 +347,14 @@ pub struct View {
     /// Hash of the view's sorted (name, version) pairs.
     pub version: SnapshotVersion,
     /// Resources by name.
-    pub resources: BTreeMap<String, Arc<Versioned>>,
+    pub resources: Held<Arc<Versioned>>,
     /// Differences from earlier views, by their version (most recent last).
     deltas: Mutex<Vec<(SnapshotVersion, Arc<Delta>)>>,
 }
 
 impl View {
     /// A view of `resources`.
-    pub fn new(resources: BTreeMap<String, Arc<Versioned>>) -> Self {
+    pub fn new(resources: Held<Arc<Versioned>>) -> Self {
         Self {
             version: version_of(&resources),
             resources,
@@ -243,7 +364,7 @@ impl View {
 
     /// The empty view.
     pub fn empty() -> Arc<Self> {
-        Arc::new(Self::new(BTreeMap::new()))
+        Arc::new(Self::new(Held::new()))
     }
 
     /// What a proxy holding `held` must receive to hold this view; computed once per pair.
@@ -266,7 +387,7 @@ impl View {
     }
 }
 
-fn version_of(resources: &BTreeMap<String, Arc<Versioned>>) -> SnapshotVersion {
+fn version_of(resources: &Held<Arc<Versioned>>) -> SnapshotVersion {
     SnapshotVersion::of(resources.iter().map(|(n, v)| (n.as_str(), &v.version)))
 }
 
@@ -294,8 +415,7 @@ mod tests {
                 listener("ns/c", "public"),
             ]
             .into_iter()
-            .map(|r| (r.name().to_owned(), r))
-            .collect(),
+            .map(|r| (r.name().to_owned(), r)),
         );
         let names = |scope: Scope| -> Vec<String> {
             snapshot.view(&scope).resources.keys().cloned().collect()
@@ -341,7 +461,7 @@ mod tests {
             .collect()
         };
         let first = Snapshot::new(resources("public"));
-        let shared = |r: BTreeMap<String, Resource>| -> BTreeMap<String, Arc<Resource>> {
+        let shared = |r: BTreeMap<String, Resource>| -> crate::translate::Resources {
             r.into_iter().map(|(n, r)| (n, Arc::new(r))).collect()
         };
         let next = Snapshot::next(&first, shared(resources("internal")));

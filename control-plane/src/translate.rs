@@ -35,10 +35,12 @@ pub use inputs::Inputs;
 pub use status::ObjectStatus;
 
 use serval_common::Resource;
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
-/// Configuration resources by name.
-pub type Resources = BTreeMap<String, Arc<Resource>>;
+/// Configuration resources by name: a persistent (structurally shared) map, so the next
+/// translation can start from this one's and [`imbl::OrdMap::diff`] finds what changed without
+/// visiting what did not.
+pub type Resources = imbl::OrdMap<String, Arc<Resource>>;
 
 /// What translate needs besides the objects.
 #[derive(Clone, Debug)]

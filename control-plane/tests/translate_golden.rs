@@ -265,8 +265,7 @@ fn render(objects: &[Object], opts: &Options) -> Result<(String, String), Failed
                 view.version.to_string(),
                 view.resources
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.resource.clone()))
-                    .collect(),
+                    .map(|(k, v)| (k.clone(), v.resource.clone())),
                 BTreeMap::new(),
                 None,
             )

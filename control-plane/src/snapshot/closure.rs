@@ -5,34 +5,25 @@
 //! This is how "a Secret goes only to proxies whose listeners use it" holds: nothing unreferenced
 //! is ever in a view.
 
-use super::{Scope, Versioned};
+use super::{Held, Index, Scope, Versioned};
 use serval_common::Resource;
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
-/// Resources by name, with the names of the resources that join each (the reverse of
-/// [`Resource::attaches_to`]).
-#[derive(Debug)]
+/// Resources by name, with the reverse indexes: the names of the resources that join each (the
+/// reverse of [`Resource::attaches_to`]) and that refer to each (of [`Resource::references`]).
+#[derive(Clone, Copy, Debug)]
 pub struct Graph<'a> {
     /// Every resource.
-    pub all: &'a BTreeMap<String, Arc<Versioned>>,
+    pub all: &'a Held<Arc<Versioned>>,
     /// RouteConfig name → the AttachedRoutes joining it.
-    pub joined_by: &'a BTreeMap<String, Vec<String>>,
-}
-
-/// The reverse index of [`Resource::attaches_to`] over `all`.
-pub fn joined_by(all: &BTreeMap<String, Arc<Versioned>>) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, v) in all {
-        for target in v.resource.attaches_to() {
-            out.entry(target).or_default().push(name.clone());
-        }
-    }
-    out
+    pub joined_by: &'a Index,
+    /// Name → the resources referring to it.
+    pub referenced_by: &'a Index,
 }
 
 /// The closure of the Listeners in `scope` in `graph`.
-pub fn closure(graph: &Graph<'_>, scope: &Scope) -> BTreeMap<String, Arc<Versioned>> {
-    let mut out = BTreeMap::new();
+pub fn closure(graph: &Graph<'_>, scope: &Scope) -> Held<Arc<Versioned>> {
+    let mut out = Held::new();
     let mut pending: Vec<&str> = graph
         .all
         .iter()

@@ -3,6 +3,7 @@
 //! [`super::View::delta_from`] shares one between the proxies that hold the same view.
 
 use super::{Versioned, View};
+use imbl::ordmap::DiffItem;
 use serval_common::Version;
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -38,22 +39,20 @@ pub fn diff(held: &BTreeMap<String, Version>, view: &View) -> Delta {
     Delta { upserts, removals }
 }
 
-/// `held` → `view`, both views (a merge of two sorted maps).
+/// `held` → `view`, both views: the diff of two persistent maps, which skips the parts they
+/// share (a view patched from the one held shares all but the change).
 pub fn between(held: &View, view: &View) -> Delta {
+    let mut delta = Delta::default();
     if held.version == view.version {
-        return Delta::default();
+        return delta;
     }
-    let upserts = view
-        .resources
-        .iter()
-        .filter(|(name, v)| held.resources.get(*name).map(|h| &h.version) != Some(&v.version))
-        .map(|(name, v)| (name.clone(), Arc::clone(v)))
-        .collect();
-    let removals = held
-        .resources
-        .keys()
-        .filter(|name| !view.resources.contains_key(*name))
-        .cloned()
-        .collect();
-    Delta { upserts, removals }
+    for item in held.resources.diff(&view.resources) {
+        match item {
+            DiffItem::Add(name, v) | DiffItem::Update { new: (name, v), .. } => {
+                delta.upserts.push((name.clone(), Arc::clone(v)));
+            }
+            DiffItem::Remove(name, _) => delta.removals.push(name.clone()),
+        }
+    }
+    delta
 }

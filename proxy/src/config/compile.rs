@@ -182,8 +182,8 @@ pub(super) fn remove_from(map: &mut Held<imbl::OrdSet<String>>, key: &str, value
 /// Compiles `resources`. `bind_ip` replaces every Listener's IP (`--bind-address`).
 pub fn compile<R: Into<Arc<Resource>>>(
     version: String,
-    resources: BTreeMap<String, R>,
-    versions: BTreeMap<String, String>,
+    resources: impl IntoIterator<Item = (String, R)>,
+    versions: impl IntoIterator<Item = (String, String)>,
     bind_ip: Option<IpAddr>,
 ) -> Result<Config, CompileError> {
     let resources = resources

@@ -97,7 +97,10 @@ fn an_endpoint_change_translates_the_routes_of_that_service_only() {
     assert_eq!(out.reused_routes, 5, "the 5 routes of svc-0 are reused");
     let name = serval_common::names::load_assignment("default", "svc-1", 80);
     let Some(Resource::ClusterLoadAssignment(cla)) = out.resources.get(&name).map(|r| &**r) else {
-        panic!("no assignment for svc-1: {:?}", out.resources.keys());
+        panic!(
+            "no assignment for svc-1: {:?}",
+            out.resources.keys().collect::<Vec<_>>()
+        );
     };
     assert_eq!(
         cla.endpoints[0].address.as_ref().map(|a| a.ip.as_str()),
