@@ -125,13 +125,16 @@ fn run(
     entries.extend(grpc_entries);
     route_statuses.extend(grpc_statuses);
     kind_conflicts::resolve(&mut entries, &mut route_statuses, &mut gateways);
+    // TCP, UDP and TLS routes write after the HTTP and gRPC ones (a ClusterLoadAssignment both
+    // name is theirs), into their own map, kept for incremental translation.
+    let mut l4 = Resources::new();
     route_statuses.extend(l4_route::translate(
         l4_route::TCP_ROUTE,
         &inputs.tcp_routes,
         inputs,
         opts,
         &mut gateways,
-        &mut out.resources,
+        &mut l4,
     ));
     route_statuses.extend(l4_route::translate(
         l4_route::UDP_ROUTE,
@@ -139,7 +142,7 @@ fn run(
         inputs,
         opts,
         &mut gateways,
-        &mut out.resources,
+        &mut l4,
     ));
     route_statuses.extend(l4_route::translate(
         l4_route::TLS_ROUTE,
@@ -147,8 +150,15 @@ fn run(
         inputs,
         opts,
         &mut gateways,
-        &mut out.resources,
+        &mut l4,
     ));
+    for (name, resource) in &l4 {
+        out.resources.insert(name.clone(), Arc::clone(resource));
+    }
+    memos.l4 = l4;
+    memos.grpc_entries = entries
+        .iter()
+        .any(|e| e.owner.kind == grpc_route::GRPC_ROUTE.name);
     route_config::build(
         &gateways,
         &entries,
@@ -165,20 +175,36 @@ fn run(
             &b.metadata.name,
         ))
     });
+    out.diagnostics.extend(class_diagnostics(inputs, &classes));
+    memos.counts = attached_counts(&gateways);
+    out.reused_routes = reuse.reused.get();
+    out
+}
+
+/// "GatewayClass not found" for Gateways naming no class we know.
+fn class_diagnostics(inputs: &Inputs, classes: &std::collections::BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
     for ((ns, name), gw) in &inputs.gateways {
         if !classes.contains(&gw.spec.gateway_class_name)
             && !inputs
                 .gateway_classes
                 .contains_key(&gw.spec.gateway_class_name)
         {
-            out.diagnostics.push(format!(
+            out.push(format!(
                 "Gateway {ns}/{name}: GatewayClass {:?} not found; ignored",
                 gw.spec.gateway_class_name
             ));
         }
     }
-    out.reused_routes = reuse.reused.get();
     out
+}
+
+/// `attachedRoutes` of every listener of every Gateway.
+fn attached_counts(gateways: &[gateway::GatewayModel]) -> Vec<Vec<u32>> {
+    gateways
+        .iter()
+        .map(|g| g.listeners.iter().map(|l| l.attached_routes).collect())
+        .collect()
 }
 
 /// Where a proxy fleet behind `service` is reachable: its load-balancer ingress (IPs and

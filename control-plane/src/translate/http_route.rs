@@ -127,8 +127,8 @@ pub(super) fn translate<S: PartialEq>(
     (entries, statuses)
 }
 
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
-fn translate_one(
+#[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename the arguments
+pub(super) fn translate_one(
     kind: RouteKind,
     rejected: Option<&String>,
     inputs: &Inputs,

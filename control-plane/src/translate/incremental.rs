@@ -72,6 +72,16 @@ impl<S: PartialEq> Memo<S> {
         (same && reuse.allows(translated)).then(|| Arc::clone(translated))
     }
 
+    /// Takes the translation kept for `key` out.
+    pub(super) fn remove(&mut self, key: &Key) -> Option<Arc<Translated>> {
+        self.routes.remove(key).map(|(_, t)| t)
+    }
+
+    /// Every translation kept (in no particular order).
+    pub(super) fn translations(&self) -> impl Iterator<Item = &Translated> {
+        self.routes.values().map(|(_, t)| &**t)
+    }
+
     /// Keeps `translated` for `source`.
     pub(super) fn insert(&mut self, key: &Key, source: &Arc<S>, translated: &Arc<Translated>) {
         self.routes
@@ -141,6 +151,12 @@ pub(super) struct Memos {
     pub(super) http_routes: Memo<HttpRoute>,
     pub(super) grpc_routes: Memo<GrpcRoute>,
     pub(super) attached_routes: route_config::Built,
+    /// What the TCP, UDP and TLS routes produced (written after the others).
+    pub(super) l4: super::Resources,
+    /// Whether any GRPCRoute has entries (then HTTPRoutes and GRPCRoutes may conflict).
+    pub(super) grpc_entries: bool,
+    /// `attachedRoutes` of every listener of every Gateway, after the translation.
+    pub(super) counts: Vec<Vec<u32>>,
 }
 
 /// A translator that remembers its last inputs and each route's translation (see the module
@@ -150,6 +166,7 @@ pub struct Incremental {
     previous: Option<(Inputs, String)>,
     memos: Memos,
     clusters: Clusters,
+    last: Option<routes_only::Last>,
 }
 
 /// Clusters and ClusterLoadAssignments by name (hashed: only looked up).
@@ -158,6 +175,10 @@ type Clusters = HashMap<String, Arc<Resource>>;
 impl Incremental {
     /// Translates `inputs`, reusing what it can from the last call.
     pub fn translate(&mut self, inputs: Inputs, opts: &Options) -> Output {
+        if let Some(output) = routes_only::translate(self, &inputs, opts) {
+            self.previous = Some((inputs, opts.controller_name.clone()));
+            return output;
+        }
         let changed_services = match &self.previous {
             Some((previous, controller))
                 if *controller == opts.controller_name && same_context(previous, &inputs) =>
@@ -184,6 +205,25 @@ impl Incremental {
             })
             .map(|(n, r)| (n.clone(), Arc::clone(r)))
             .collect();
+        let mut producers: BTreeMap<String, usize> = BTreeMap::new();
+        let translations = self
+            .memos
+            .http_routes
+            .translations()
+            .chain(self.memos.grpc_routes.translations());
+        for translated in translations {
+            let names: BTreeSet<&String> = translated.names.iter().collect();
+            for name in names {
+                *producers.entry(name.clone()).or_default() += 1;
+            }
+        }
+        for name in self.memos.l4.keys() {
+            *producers.entry(name.clone()).or_default() += 1;
+        }
+        self.last = Some(routes_only::Last {
+            output: output.clone(),
+            producers,
+        });
         self.previous = Some((inputs, opts.controller_name.clone()));
         output
     }
@@ -249,6 +289,8 @@ fn differing<K: Ord, T: PartialEq>(
         }
     }
 }
+
+mod routes_only;
 
 #[cfg(test)]
 mod tests;

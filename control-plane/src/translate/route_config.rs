@@ -66,9 +66,8 @@ pub(super) fn build(
     resources: &mut super::Resources,
     (built, reuse): (&mut Built, bool),
 ) {
-    // (gateway, listener) → the RouteConfig serving it, for programmed HTTP listeners.
-    let mut served: BTreeMap<(usize, usize), String> = BTreeMap::new();
-    for (g, gateway) in gateways.iter().enumerate() {
+    let served = served(gateways);
+    for gateway in gateways {
         let Some(ip) = gateway.bind_ip else { continue };
         let mut ports: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, l) in gateway.listeners.iter().enumerate() {
@@ -90,9 +89,6 @@ pub(super) fn build(
                 })
                 .collect();
             hosts.sort_by(|a, b| a.section_name.cmp(&b.section_name));
-            for i in &listeners {
-                served.insert((g, *i), route_config_name.clone());
-            }
             let listener_name = names::listener(ns, name, port);
             resources.insert(
                 listener_name.clone(),
@@ -146,6 +142,64 @@ pub(super) fn build(
     *built = next;
 }
 
+/// (gateway, listener) → the RouteConfig serving it, for programmed HTTP listeners.
+pub(super) fn served(gateways: &[GatewayModel]) -> Served {
+    let mut served = Served::new();
+    for (g, gateway) in gateways.iter().enumerate() {
+        if gateway.bind_ip.is_none() {
+            continue;
+        }
+        for (i, l) in gateway.listeners.iter().enumerate() {
+            if l.is_programmed() && l.protocol == "HTTP" {
+                let (ns, name) = (&gateway.key.0, &gateway.key.1);
+                served.insert((g, i), names::route_config(ns, name, l.port));
+            }
+        }
+    }
+    served
+}
+
+/// See [`served`].
+pub(super) type Served = BTreeMap<(usize, usize), String>;
+
+/// Removes the AttachedRoutes built from one route's `entries` (its previous translation).
+pub(super) fn forget(entries: &[RouteEntry], resources: &mut super::Resources, built: &mut Built) {
+    let keys: BTreeSet<OwnerKey> = entries
+        .iter()
+        .map(|e| (e.gateway, Arc::as_ptr(&e.owner) as usize))
+        .collect();
+    for key in keys {
+        if let Some(b) = built.routes.remove(&key) {
+            resources.remove(&b.name);
+        }
+    }
+}
+
+/// Adds the AttachedRoutes of one route's `entries` (its new translation).
+pub(super) fn remember(
+    gateways: &[GatewayModel],
+    served: &Served,
+    entries: &[RouteEntry],
+    resources: &mut super::Resources,
+    built: &mut Built,
+) {
+    for ((g, ptr), (owner, attached)) in by_route(gateways, entries, served) {
+        let route = attached_route(gateways, g, owner, &attached);
+        let resource = Arc::new(Resource::AttachedRoute(route));
+        let name = resource.name().to_owned();
+        resources.insert(name.clone(), Arc::clone(&resource));
+        built.routes.insert(
+            (g, ptr),
+            BuiltRoute {
+                _owner: Arc::clone(owner),
+                entries: attached.ids,
+                name,
+                resource,
+            },
+        );
+    }
+}
+
 /// One route's entries on one Gateway.
 #[derive(Default)]
 struct Attached<'a> {
@@ -164,7 +218,7 @@ struct Attached<'a> {
 fn by_route<'a>(
     gateways: &'a [GatewayModel],
     entries: &'a [RouteEntry],
-    served: &'a BTreeMap<(usize, usize), String>,
+    served: &'a Served,
 ) -> HashMap<OwnerKey, (&'a Arc<RouteOwner>, Attached<'a>)> {
     let mut by_route: HashMap<OwnerKey, (&Arc<RouteOwner>, Attached<'_>)> = HashMap::new();
     for e in entries {
