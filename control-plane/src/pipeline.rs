@@ -115,7 +115,13 @@ impl Pipeline {
             .config_file_errors
             .set(state.errors.len() as i64);
         let started = Instant::now();
-        let inputs = Inputs::from_objects(state.objects.iter().cloned());
+        // One changed stretch of objects (a file, a watch event): index only that.
+        let inputs = memory
+            .indexed
+            .as_ref()
+            .and_then(|(before, inputs)| Inputs::patched(inputs, &before.objects, &state.objects))
+            .unwrap_or_else(|| Inputs::from_objects(state.objects.iter().cloned()));
+        memory.indexed = Some((Arc::clone(state), inputs.clone()));
         let options = Options {
             controller_name: self.controller_name.clone(),
             now: now_rfc3339(),
@@ -217,6 +223,8 @@ struct Memory {
     last: Option<(Arc<SourceState>, Statuses)>,
     /// Translates only what changed since the last source state.
     translator: translate::Incremental,
+    /// The last source state translated and its inputs (shared with the translator).
+    indexed: Option<(Arc<SourceState>, Inputs)>,
 }
 
 /// Observed statuses in the shape [`status::carry_transition_times`] takes.

@@ -66,16 +66,16 @@ pub(super) fn view(
     let mut referred: Vec<Arc<Versioned>> = Vec::new();
     // A RouteConfig in the view that no Listener in it names came in through an AttachedRoute
     // joining two Gateways; a changed route touching it may take it out again: not a patch.
-    let anchored = |rc: &str| {
-        graph.referenced_by.get(rc).is_some_and(|by| {
-            by.iter().any(|n| {
-                before
-                    .resources
-                    .get(n)
-                    .is_some_and(|v| matches!(&*v.resource, Resource::Listener(_)))
-            })
-        })
-    };
+    // (Listener names share their kind's prefix, so the view's Listeners are one range.)
+    let prefix = format!("{}/", ResourceKind::Listener.prefix());
+    let anchored: BTreeSet<String> = before
+        .resources
+        .range(prefix.clone()..)
+        .take_while(|(name, _)| name.starts_with(&prefix))
+        .filter(|(_, v)| matches!(&*v.resource, Resource::Listener(_)))
+        .flat_map(|(_, v)| v.resource.references())
+        .collect();
+    let anchored = |rc: &str| anchored.contains(rc);
     for name in &routes {
         for v in old_of(name)
             .into_iter()

@@ -205,6 +205,25 @@ fn decode<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T, String> {
 }
 
 impl Object {
+    /// True when `other` is this very object (the same shared value), not merely equal.
+    pub fn is_same(&self, other: &Object) -> bool {
+        match (self, other) {
+            (Self::GatewayClass(a), Self::GatewayClass(b)) => Arc::ptr_eq(a, b),
+            (Self::Gateway(a), Self::Gateway(b)) => Arc::ptr_eq(a, b),
+            (Self::HttpRoute(a), Self::HttpRoute(b)) => Arc::ptr_eq(a, b),
+            (Self::GrpcRoute(a), Self::GrpcRoute(b)) => Arc::ptr_eq(a, b),
+            (Self::TcpRoute(a), Self::TcpRoute(b)) => Arc::ptr_eq(a, b),
+            (Self::TlsRoute(a), Self::TlsRoute(b)) => Arc::ptr_eq(a, b),
+            (Self::UdpRoute(a), Self::UdpRoute(b)) => Arc::ptr_eq(a, b),
+            (Self::ReferenceGrant(a), Self::ReferenceGrant(b)) => Arc::ptr_eq(a, b),
+            (Self::Service(a), Self::Service(b)) => Arc::ptr_eq(a, b),
+            (Self::EndpointSlice(a), Self::EndpointSlice(b)) => Arc::ptr_eq(a, b),
+            (Self::Namespace(a), Self::Namespace(b)) => Arc::ptr_eq(a, b),
+            (Self::Secret(a), Self::Secret(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// True when `other` differs from `self` at most in `status` and `metadata.resourceVersion`,
     /// for kinds whose status does not feed translation (GatewayClass, Gateway, routes). A
     /// Service's status (load-balancer ingress) does, so for other kinds any difference counts.

@@ -76,7 +76,7 @@ pub(super) struct RouteOwner {
 #[allow(clippy::too_many_arguments)] // the two call sites differ in every argument
 pub(super) fn translate<S: PartialEq>(
     kind: RouteKind,
-    routes: &BTreeMap<Key, Arc<S>>,
+    routes: &super::inputs::Map<Key, Arc<S>>,
     convert: impl for<'s> Fn(&Key, &'s S) -> Option<(Cow<'s, HttpRoute>, Option<String>)>,
     memo: &mut Memo<S>,
     reuse: &Reuse<'_>,

@@ -17,7 +17,7 @@
 use super::{
     Options, Output,
     http_route::RouteEntry,
-    inputs::{Inputs, Key},
+    inputs::{Inputs, Key, Map},
     route_config,
     status::ObjectStatus,
 };
@@ -262,30 +262,50 @@ fn changed_services(a: &Inputs, b: &Inputs) -> BTreeSet<Key> {
 }
 
 /// Equal maps; shared objects compare by pointer first.
-fn same<K: Ord, T: PartialEq>(a: &BTreeMap<K, Arc<T>>, b: &BTreeMap<K, Arc<T>>) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|((ka, va), (kb, vb))| ka == kb && (Arc::ptr_eq(va, vb) || **va == **vb))
+fn same<K: Ord + Clone, T: PartialEq>(a: &Map<K, Arc<T>>, b: &Map<K, Arc<T>>) -> bool {
+    a.ptr_eq(b)
+        || a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|((ka, va), (kb, vb))| ka == kb && (Arc::ptr_eq(va, vb) || **va == **vb))
 }
 
-/// Calls `found` for every key whose value differs between `a` and `b` or is in one only.
-fn differing<K: Ord, T: PartialEq>(
-    a: &BTreeMap<K, Arc<T>>,
-    b: &BTreeMap<K, Arc<T>>,
+/// Calls `found` for every key whose value differs between `a` and `b` or is in one only (a
+/// merge of the two sorted maps: no lookups).
+fn differing<K: Ord + Clone, T: PartialEq>(
+    a: &Map<K, Arc<T>>,
+    b: &Map<K, Arc<T>>,
     mut found: impl FnMut(&K) -> bool,
 ) {
-    for (k, va) in a {
-        match b.get(k) {
-            Some(vb) if Arc::ptr_eq(va, vb) || **va == **vb => {}
-            _ => {
-                found(k);
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    found(ka);
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    found(kb);
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if !(Arc::ptr_eq(va, vb) || ***va == ***vb) {
+                        found(ka);
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+            (Some((ka, _)), None) => {
+                found(ka);
+                a.next();
             }
-        }
-    }
-    for k in b.keys() {
-        if !a.contains_key(k) {
-            found(k);
+            (None, Some((kb, _))) => {
+                found(kb);
+                b.next();
+            }
+            (None, None) => return,
         }
     }
 }

@@ -122,7 +122,7 @@ type RouteOrder = (Option<String>, Key);
 /// listeners of that protocol to `resources`.
 pub(super) fn translate<T: serde::Serialize>(
     kind: L4Kind,
-    routes: &BTreeMap<Key, std::sync::Arc<T>>,
+    routes: &super::inputs::Map<Key, std::sync::Arc<T>>,
     inputs: &Inputs,
     opts: &Options,
     gateways: &mut [GatewayModel],

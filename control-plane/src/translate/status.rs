@@ -148,36 +148,58 @@ pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// A status equal to its previous one becomes that one (shared), so unchanged statuses cost a
 /// comparison, not a copy.
 pub fn carry_transition_times(previous: &[Arc<ObjectStatus>], current: &mut [Arc<ObjectStatus>]) {
-    let index: std::collections::BTreeMap<(&str, Option<&str>, &str), &Arc<ObjectStatus>> =
-        previous
-            .iter()
-            .map(|p| {
-                let key = (
-                    p.kind.as_str(),
-                    p.metadata.namespace.as_deref(),
-                    p.metadata.name.as_str(),
-                );
-                (key, p)
-            })
-            .collect();
+    // Both sorted by object (translate's order): one merge, comparing names only where the two
+    // do not share the status (the common case costs a pointer comparison).
+    let sorted = |list: &[Arc<ObjectStatus>]| list.is_sorted_by(|a, b| key(a) <= key(b));
+    if !sorted(previous) || !sorted(current) {
+        let index: std::collections::BTreeMap<_, &Arc<ObjectStatus>> =
+            previous.iter().map(|p| (key(p), p)).collect();
+        for object in current.iter_mut() {
+            if let Some(old) = index.get(&key(object)).copied() {
+                carry_one(old, object);
+            }
+        }
+        return;
+    }
+    let mut j = 0;
     for object in current.iter_mut() {
-        let key = (
-            object.kind.as_str(),
-            object.metadata.namespace.as_deref(),
-            object.metadata.name.as_str(),
-        );
-        let Some(old) = index.get(&key).copied() else {
-            continue;
-        };
-        if Arc::ptr_eq(old, object) {
-            continue;
+        while let Some(old) = previous.get(j) {
+            if Arc::ptr_eq(old, object) {
+                j += 1;
+                break;
+            }
+            match key(old).cmp(&key(object)) {
+                std::cmp::Ordering::Less => j += 1,
+                std::cmp::Ordering::Equal => {
+                    carry_one(old, object);
+                    j += 1;
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
         }
-        if **old != **object {
-            carry(&old.status, &mut Arc::make_mut(object).status);
-        }
-        if **old == **object {
-            *object = Arc::clone(old);
-        }
+    }
+}
+
+/// What statuses are matched and sorted by: (kind, namespace, name).
+fn key(s: &ObjectStatus) -> (&str, Option<&str>, &str) {
+    (
+        s.kind.as_str(),
+        s.metadata.namespace.as_deref(),
+        s.metadata.name.as_str(),
+    )
+}
+
+/// Carries `old`'s times into `object` (the same object's status), sharing `old` when equal.
+fn carry_one(old: &Arc<ObjectStatus>, object: &mut Arc<ObjectStatus>) {
+    if Arc::ptr_eq(old, object) {
+        return;
+    }
+    if **old != **object {
+        carry(&old.status, &mut Arc::make_mut(object).status);
+    }
+    if **old == **object {
+        *object = Arc::clone(old);
     }
 }
 
@@ -367,5 +389,50 @@ mod tests {
         ))];
         carry_transition_times(&new, &mut again);
         assert!(Arc::ptr_eq(&again[0], &new[0]));
+    }
+
+    #[test]
+    fn statuses_are_matched_by_object_in_order_or_not() {
+        let named = |name: &str, time: &str| {
+            let mut o = object(json!({"parents": [parent("a", "True", time)]}));
+            o.metadata.name = name.to_owned();
+            Arc::new(o)
+        };
+        let shared = named("b", "t1");
+        let old = vec![named("a", "t1"), Arc::clone(&shared), named("d", "t1")];
+        let expect = |new: &[Arc<ObjectStatus>]| {
+            let time = |o: &Arc<ObjectStatus>| {
+                o.status["parents"][0]["conditions"][0]["lastTransitionTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            new.iter()
+                .map(|o| (o.metadata.name.clone(), time(o)))
+                .collect::<Vec<_>>()
+        };
+        // Sorted (the merge): a carried, b shared, c new, d gone.
+        let mut new = vec![named("a", "t2"), Arc::clone(&shared), named("c", "t2")];
+        carry_transition_times(&old, &mut new);
+        assert_eq!(
+            expect(&new),
+            [
+                ("a".into(), "t1".into()),
+                ("b".into(), "t1".into()),
+                ("c".into(), "t2".into())
+            ]
+        );
+        assert!(Arc::ptr_eq(&new[0], &old[0]) && Arc::ptr_eq(&new[1], &shared));
+        // Not sorted (the index): the same matches.
+        let mut new = vec![named("c", "t2"), named("a", "t2"), Arc::clone(&shared)];
+        carry_transition_times(&old, &mut new);
+        assert_eq!(
+            expect(&new),
+            [
+                ("c".into(), "t2".into()),
+                ("a".into(), "t1".into()),
+                ("b".into(), "t1".into())
+            ]
+        );
     }
 }
