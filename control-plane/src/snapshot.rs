@@ -248,9 +248,12 @@ impl Snapshot {
                 let before = base.views.get(scope)?;
                 patch::view(self.graph(), before, &base.changed)
             });
-            Arc::new(View::new(
-                patched.unwrap_or_else(|| closure::closure(&self.graph(), scope)),
-            ))
+            let resources = patched.unwrap_or_else(|| closure::closure(&self.graph(), scope));
+            // A view of everything has the snapshot's version (a view is a subset).
+            if resources.len() == self.resources.len() {
+                return Arc::new(View::with_version(self.version.clone(), resources));
+            }
+            Arc::new(View::new(resources))
         }))
     }
 
@@ -357,6 +360,15 @@ impl View {
     pub fn new(resources: Held<Arc<Versioned>>) -> Self {
         Self {
             version: version_of(&resources),
+            resources,
+            deltas: Mutex::default(),
+        }
+    }
+
+    /// A view of `resources` whose version is known.
+    fn with_version(version: SnapshotVersion, resources: Held<Arc<Versioned>>) -> Self {
+        Self {
+            version,
             resources,
             deltas: Mutex::default(),
         }

@@ -1,5 +1,6 @@
 //! The file source: every `*.yaml`/`*.yml` file directly in `--config-dir`, re-read when the folder
-//! changes (notify events, debounced) and on a slow periodic resync as a safety net.
+//! changes (notify events, debounced; only the files the events name, and new ones) and entirely
+//! on a slow periodic resync as a safety net.
 //!
 //! A file that fails to parse (half-written, invalid) is reported and keeps its last good objects;
 //! the other files are unaffected. A file that disappears takes its objects with it.
@@ -8,7 +9,8 @@ use super::objects::{self, Object};
 pub use super::{SourceState, Timing};
 use serval_common::shutdown;
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
+    ffi::OsString,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -63,6 +65,12 @@ impl FileSource {
 
     /// Re-reads the folder.
     pub fn reload(&mut self) -> Result<SourceState, Error> {
+        self.reload_files(None)
+    }
+
+    /// Re-reads the folder: every file, or (`Some(names)`) only the files of those names and
+    /// files not read before; a file no longer listed is dropped either way.
+    fn reload_files(&mut self, only: Option<&BTreeSet<OsString>>) -> Result<SourceState, Error> {
         let read_dir = std::fs::read_dir(&self.dir).map_err(|source| Error::ReadDir {
             dir: self.dir.clone(),
             source,
@@ -74,7 +82,15 @@ impl FileSource {
         paths.sort();
         let mut files = BTreeMap::new();
         for path in paths {
-            let mut state = self.files.remove(&path).unwrap_or_default();
+            let unchanged =
+                only.is_some_and(|names| path.file_name().is_some_and(|n| !names.contains(n)));
+            let mut state = match self.files.remove(&path) {
+                Some(state) if unchanged => {
+                    files.insert(path, state);
+                    continue;
+                }
+                known => known.unwrap_or_default(),
+            };
             let origin = path.display().to_string();
             match std::fs::read_to_string(&path) {
                 Err(e) => state.error = Some(format!("{origin}: {e}")),
@@ -116,11 +132,19 @@ impl FileSource {
         publish: watch::Sender<Arc<SourceState>>,
         mut shutdown: shutdown::Watch,
     ) -> Result<(), Error> {
-        let (tx, mut events) = mpsc::unbounded_channel::<()>();
+        // Each change event carries the names of the files it touched.
+        let (tx, mut events) = mpsc::unbounded_channel::<Vec<OsString>>();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok_and(|e| is_change(&e.kind)) {
-                    let _ = tx.send(());
+                if let Ok(e) = event
+                    && is_change(&e.kind)
+                {
+                    let names = e
+                        .paths
+                        .iter()
+                        .filter_map(|p| p.file_name())
+                        .map(OsString::from);
+                    let _ = tx.send(names.collect());
                 }
             })
             .map_err(|source| Error::Watch {
@@ -133,8 +157,11 @@ impl FileSource {
                 source,
             })?;
         let mut observed_at = None;
+        // Files named by change events since the last reload; `None`: read every file (the
+        // first read, a periodic resync, or an event that named no file).
+        let mut changed: Option<BTreeSet<OsString>> = None;
         loop {
-            match self.reload() {
+            match self.reload_files(changed.take().as_ref()) {
                 Ok(mut state) => {
                     state.observed_at = observed_at.take();
                     for error in &state.errors {
@@ -150,10 +177,20 @@ impl FileSource {
                 }
             }
             // Wait for the first event (or a resync), then for a quiet period.
+            let mut names = BTreeSet::new();
+            let mut every_file = false;
+            let mut note = |event: Option<Vec<OsString>>| match event {
+                None => false,
+                Some(event) => {
+                    every_file |= event.is_empty();
+                    names.extend(event);
+                    true
+                }
+            };
             tokio::select! {
                 _ = shutdown.fired() => return Ok(()),
                 _ = tokio::time::sleep(timing.resync) => continue,
-                event = events.recv() => if event.is_none() { return Ok(()) },
+                event = events.recv() => if !note(event) { return Ok(()) },
             }
             observed_at = Some(std::time::Instant::now());
             let deadline = tokio::time::Instant::now() + timing.max_delay;
@@ -162,9 +199,10 @@ impl FileSource {
                     _ = shutdown.fired() => return Ok(()),
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = tokio::time::sleep(timing.debounce) => break,
-                    event = events.recv() => if event.is_none() { return Ok(()) },
+                    event = events.recv() => if !note(event) { return Ok(()) },
                 }
             }
+            changed = (!every_file).then_some(names);
         }
     }
 }

@@ -46,6 +46,29 @@ fn invalid_file_keeps_its_last_good_objects() {
 }
 
 #[test]
+fn a_reload_of_named_files_reads_those_and_new_ones_only() {
+    let dir = tempdir();
+    std::fs::write(dir.join("a.yaml"), SVC).expect("write");
+    let mut source = FileSource::new(&dir);
+    source.reload().expect("reads");
+    // a.yaml changes but is not named; b.yaml is new: only b.yaml is read.
+    std::fs::write(dir.join("a.yaml"), SVC.replace("{name: a}", "{name: a2}")).expect("write");
+    std::fs::write(dir.join("b.yaml"), SVC_B).expect("write");
+    let only: BTreeSet<OsString> = [OsString::from("other.yaml")].into();
+    let state = source.reload_files(Some(&only)).expect("reads");
+    assert_eq!(names(&state), ["Service default/a", "Service default/b"]);
+    // Named, a.yaml is read again.
+    let only: BTreeSet<OsString> = [OsString::from("a.yaml")].into();
+    let state = source.reload_files(Some(&only)).expect("reads");
+    assert_eq!(names(&state), ["Service default/a2", "Service default/b"]);
+    // A removed file goes whether named or not.
+    std::fs::remove_file(dir.join("b.yaml")).expect("rm");
+    let state = source.reload_files(Some(&BTreeSet::new())).expect("reads");
+    assert_eq!(names(&state), ["Service default/a2"]);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
 fn missing_dir_is_an_error() {
     let mut source = FileSource::new("/nonexistent/serval-test");
     let err = source.reload().expect_err("missing");
