@@ -150,7 +150,13 @@ impl Pipeline {
             .snapshot_resources
             .set(snapshot.resources.len() as i64);
         if snapshot.version != self.snapshots.borrow().version {
-            tracing::info!(version = %snapshot.version, resources = snapshot.resources.len(), "new snapshot");
+            tracing::info!(
+                version = %snapshot.version,
+                resources = snapshot.resources.len(),
+                took_ms = started.elapsed().as_secs_f64() * 1e3,
+                since_observed_ms = snapshot.observed.elapsed().as_secs_f64() * 1e3,
+                "new snapshot"
+            );
             memory.sequence += 1;
             self.metrics.snapshots.inc();
             // Registered first, so no proxy can ACK it before the rollout is tracked.

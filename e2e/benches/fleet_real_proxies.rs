@@ -167,4 +167,26 @@ async fn main() {
             translate / count * 1e3
         );
     }
+    // Where the time goes: change observed → every proxy ACKed (debounce, reading, translating,
+    // distributing), and snapshot published → every proxy ACKed (distribution alone).
+    for (what, metric) in [
+        (
+            "observed → every proxy ACKed",
+            "serval_xds_convergence_seconds",
+        ),
+        (
+            "published → every proxy ACKed",
+            "serval_xds_rollout_seconds",
+        ),
+    ] {
+        if let Some(sum) = cp.metric(&format!("{metric}_sum")).await
+            && let Some(count) = cp.metric(&format!("{metric}_count")).await
+            && count > 0.0
+        {
+            println!(
+                "control plane: {what}: {:.1} ms on average over {count} snapshots",
+                sum / count * 1e3
+            );
+        }
+    }
 }

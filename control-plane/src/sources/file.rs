@@ -170,6 +170,13 @@ impl FileSource {
                     for note in &state.skipped {
                         tracing::debug!(%note, "document skipped");
                     }
+                    if let Some(at) = state.observed_at {
+                        tracing::debug!(
+                            since_observed_ms = at.elapsed().as_secs_f64() * 1e3,
+                            objects = state.objects.len(),
+                            "config dir read"
+                        );
+                    }
                     publish.send_replace(Arc::new(state));
                 }
                 Err(error) => {
