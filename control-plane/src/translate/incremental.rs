@@ -9,10 +9,11 @@
 //! there drops the memos of the routes that looked it up). The result is the same as translating
 //! from scratch, which `tests` and the golden tests check over sequences of changes.
 //!
-//! Not incremental yet: the global passes (kind conflicts, Listeners, RouteConfigs, grouping the
-//! entries into AttachedRoutes — an AttachedRoute built from the same entries is reused, see
-//! `route_config::Built` — and Gateway status) still walk every entry, and TCP, UDP and TLS routes
-//! are translated every time. At 5,000 routes that walk is most of what a change costs.
+//! A change to a few HTTPRoutes alone is cheaper still: `routes_only` patches the previous
+//! output instead of assembling a new one. Otherwise the global passes (kind conflicts,
+//! Listeners, RouteConfigs, grouping the entries into AttachedRoutes — an AttachedRoute built from
+//! the same entries is reused, see `route_config::Built` — and Gateway status) walk every entry,
+//! and TCP, UDP and TLS routes are translated every time.
 
 use super::{
     Options, Output,
