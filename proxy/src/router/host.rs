@@ -2,26 +2,30 @@
 //! labels) with the longest suffix winning, and the catch-all `*`. Lookups are hash lookups, one per
 //! label of the host, whatever the number of patterns.
 //!
-//! The maps are persistent (structurally shared): cloning a table is O(1) and a changed copy
-//! shares every unchanged entry, so a configuration that changes one virtual host among thousands
-//! copies nothing else.
+//! Cloning a table is O(1) (the maps are shared); the first change to a clone copies the map's
+//! entries (shared keys and values, no rehashing: tens of microseconds at 10,000 patterns), so a
+//! configuration that changes one virtual host among thousands allocates no strings, and lookups
+//! stay plain hash-map lookups (a persistent map measured about twice as slow per request).
 
-use imbl::HashMap;
+use std::{collections::HashMap, sync::Arc};
+
+/// Patterns (or suffixes) → values.
+type Table<T> = Arc<HashMap<Arc<str>, T>>;
 
 /// A table from host patterns to values.
 #[derive(Clone, Debug)]
 pub struct HostTable<T: Clone> {
-    exact: HashMap<String, T>,
+    exact: Table<T>,
     /// By suffix including the leading dot (`.example.com` for `*.example.com`).
-    wildcard: HashMap<String, T>,
+    wildcard: Table<T>,
     any: Option<T>,
 }
 
 impl<T: Clone> Default for HostTable<T> {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: Arc::default(),
+            wildcard: Arc::default(),
             any: None,
         }
     }
@@ -43,13 +47,13 @@ impl<T: Clone> HostTable<T> {
             if self.wildcard.contains_key(suffix) {
                 return false;
             }
-            self.wildcard.insert(suffix.to_owned(), value);
+            Arc::make_mut(&mut self.wildcard).insert(Arc::from(suffix), value);
             return true;
         }
-        if self.exact.contains_key(&pattern) {
+        if self.exact.contains_key(pattern.as_str()) {
             return false;
         }
-        self.exact.insert(pattern, value);
+        Arc::make_mut(&mut self.exact).insert(Arc::from(pattern), value);
         true
     }
 
@@ -59,9 +63,9 @@ impl<T: Clone> HostTable<T> {
         if pattern == "*" {
             self.any = Some(value);
         } else if let Some(suffix) = pattern.strip_prefix('*') {
-            self.wildcard.insert(suffix.to_owned(), value);
+            Arc::make_mut(&mut self.wildcard).insert(Arc::from(suffix), value);
         } else {
-            self.exact.insert(pattern, value);
+            Arc::make_mut(&mut self.exact).insert(Arc::from(pattern), value);
         }
     }
 
@@ -71,9 +75,11 @@ impl<T: Clone> HostTable<T> {
         if pattern == "*" {
             self.any = None;
         } else if let Some(suffix) = pattern.strip_prefix('*') {
-            self.wildcard.remove(suffix);
-        } else {
-            self.exact.remove(&pattern);
+            if self.wildcard.contains_key(suffix) {
+                Arc::make_mut(&mut self.wildcard).remove(suffix);
+            }
+        } else if self.exact.contains_key(pattern.as_str()) {
+            Arc::make_mut(&mut self.exact).remove(pattern.as_str());
         }
     }
 
@@ -100,7 +106,7 @@ impl<T: Clone> HostTable<T> {
         let mut out: Vec<(String, &T)> = self
             .exact
             .iter()
-            .map(|(k, v)| (k.clone(), v))
+            .map(|(k, v)| (k.to_string(), v))
             .chain(self.wildcard.iter().map(|(k, v)| (format!("*{k}"), v)))
             .chain(self.any.iter().map(|v| ("*".to_owned(), v)))
             .collect();
