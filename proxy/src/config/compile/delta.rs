@@ -330,26 +330,10 @@ fn check_attachments(
     resources: &Held<Arc<Resource>>,
 ) -> Result<(), super::CompileError> {
     for (i, a) in ar.attachments.iter().enumerate() {
-        let Some(rc) = resources
+        let rc = resources
             .get(&a.route_config)
-            .and_then(|r| as_route_config(r))
-        else {
-            return Err(super::CompileError::Missing {
-                resource: ar.name.clone(),
-                missing: a.route_config.clone(),
-            });
-        };
-        if !rc
-            .listeners
-            .iter()
-            .any(|l| l.section_name == a.section_name)
-        {
-            return Err(invalid(
-                &ar.name,
-                format!("attachments[{i}].section_name"),
-                format!("{} has no listener {:?}", rc.name, a.section_name),
-            ));
-        }
+            .and_then(|r| as_route_config(r));
+        route_table::check_attachment(ar, i, a, rc)?;
     }
     Ok(())
 }

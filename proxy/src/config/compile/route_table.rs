@@ -29,6 +29,33 @@ use std::{
 /// The AttachedRoutes of each RouteConfig, by RouteConfig name.
 pub(super) type Attached<'a> = BTreeMap<&'a str, Vec<&'a pb::AttachedRoute>>;
 
+/// `ar`'s attachment `i` names `rc` (held) and one of its listeners; returns `rc`.
+pub(super) fn check_attachment<'r>(
+    ar: &pb::AttachedRoute,
+    i: usize,
+    a: &pb::RouteAttachment,
+    rc: Option<&'r pb::RouteConfig>,
+) -> Result<&'r pb::RouteConfig, CompileError> {
+    let Some(rc) = rc else {
+        return Err(CompileError::Missing {
+            resource: ar.name.clone(),
+            missing: a.route_config.clone(),
+        });
+    };
+    if !rc
+        .listeners
+        .iter()
+        .any(|l| l.section_name == a.section_name)
+    {
+        return Err(invalid(
+            &ar.name,
+            format!("attachments[{i}].section_name"),
+            format!("{} has no listener {:?}", rc.name, a.section_name),
+        ));
+    }
+    Ok(rc)
+}
+
 /// Groups `routes` by the RouteConfigs they attach to, checking that each exists.
 pub(super) fn index<'a>(
     routes: impl Iterator<Item = &'a pb::AttachedRoute>,
@@ -37,23 +64,12 @@ pub(super) fn index<'a>(
     let mut out: Attached<'_> = BTreeMap::new();
     for route in routes {
         for (i, a) in route.attachments.iter().enumerate() {
-            let Some(rc) = route_configs.get(a.route_config.as_str()) else {
-                return Err(CompileError::Missing {
-                    resource: route.name.clone(),
-                    missing: a.route_config.clone(),
-                });
-            };
-            if !rc
-                .listeners
-                .iter()
-                .any(|l| l.section_name == a.section_name)
-            {
-                return Err(invalid(
-                    &route.name,
-                    format!("attachments[{i}].section_name"),
-                    format!("{} has no listener {:?}", rc.name, a.section_name),
-                ));
-            }
+            let rc = check_attachment(
+                route,
+                i,
+                a,
+                route_configs.get(a.route_config.as_str()).copied(),
+            )?;
             let list = out.entry(rc.name.as_str()).or_default();
             if list.last().is_none_or(|r| r.name != route.name) {
                 list.push(route);
