@@ -7,8 +7,12 @@
 //! each response is encoded into its own allocation (`5-byte gRPC prefix + message`), handed to
 //! HTTP/2, and freed once written: an idle stream holds no response bytes.
 //!
-//! Everything else is tonic's: request decoding (`Streaming`), the server, health, reflection,
-//! and the protocol logic behind [`ConfigDiscovery::delta_config`].
+//! Requests are decoded by tonic's `Streaming`, but with an empty initial buffer instead of
+//! tonic's 8 KiB: a request (an ACK, a subscription) is a few hundred bytes, and the buffer grows
+//! to the largest request the stream has sent, so an idle proxy no longer pins 8 KiB here.
+//!
+//! Everything else is tonic's: the server, health, reflection, and the protocol logic behind
+//! [`ConfigDiscovery::delta_config`].
 
 use super::server::DeltaServer;
 use bytes::{BufMut, Bytes};
@@ -25,7 +29,11 @@ use std::{
     pin::Pin,
     task::{Context, Poll},
 };
-use tonic::{Status, body::Body, codec::Codec, server::NamedService};
+use tonic::{Status, body::Body, codec::BufferSettings, server::NamedService};
+
+/// tonic's default (32 KiB): how much a decode may do before it yields. Only the initial buffer
+/// size differs from tonic's defaults.
+const DECODE_YIELD_THRESHOLD: usize = 32 * 1024;
 
 /// The one method this service answers.
 const PATH: &str = "/serval.discovery.v1.ConfigDiscovery/DeltaConfig";
@@ -72,10 +80,10 @@ impl tower::Service<http::Request<Body>> for ConfigDiscoveryService {
                 .into_http());
             }
             let (parts, body) = request.into_parts();
-            let mut codec =
-                tonic_prost::ProstCodec::<DeltaConfigResponse, DeltaConfigRequest>::default();
             let inbound = tonic::Streaming::new_request(
-                codec.decoder(),
+                tonic_prost::ProstCodec::<DeltaConfigResponse, DeltaConfigRequest>::raw_decoder(
+                    BufferSettings::new(0, DECODE_YIELD_THRESHOLD),
+                ),
                 body,
                 None,
                 Some(this.max_message_size),
