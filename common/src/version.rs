@@ -43,14 +43,29 @@ pub struct SnapshotVersion(String);
 
 impl SnapshotVersion {
     /// Version of the given pairs; the iterator must yield names in sorted order (a `BTreeMap`).
+    ///
+    /// The pairs (`name NUL version NUL`, each) are gathered into a fixed buffer that is hashed
+    /// whenever it fills: the same digest as hashing them piece by piece, at a fraction of the cost
+    /// for thousands of small pieces, and no allocation.
     pub fn of<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a Version)>) -> Self {
         let mut hasher = Sha256::new();
+        let mut buf = [0u8; 16 * 1024];
+        let mut len = 0;
         for (name, version) in pairs {
-            hasher.update(name.as_bytes());
-            hasher.update([0]);
-            hasher.update(version.as_str().as_bytes());
-            hasher.update([0]);
+            for piece in [name.as_bytes(), &[0], version.as_str().as_bytes(), &[0]] {
+                if len + piece.len() > buf.len() {
+                    hasher.update(&buf[..len]);
+                    len = 0;
+                }
+                if piece.len() > buf.len() {
+                    hasher.update(piece);
+                } else {
+                    buf[len..len + piece.len()].copy_from_slice(piece);
+                    len += piece.len();
+                }
+            }
         }
+        hasher.update(&buf[..len]);
         Self(short_hex(&hasher.finalize()))
     }
 
@@ -92,6 +107,33 @@ mod tests {
         assert_eq!(Version::of_bytes(b"abc"), Version::of_bytes(b"abc"));
         assert_ne!(Version::of_bytes(b"abc"), Version::of_bytes(b"abd"));
         assert_eq!(Version::of_bytes(b"").as_str().len(), 32);
+    }
+
+    #[test]
+    fn snapshot_version_is_the_hash_of_the_pairs_in_order() {
+        let (v1, v2) = (Version::of_bytes(b"1"), Version::of_bytes(b"2"));
+        let text = format!("a\0{v1}\0b\0{v2}\0");
+        assert_eq!(
+            SnapshotVersion::of([("a", &v1), ("b", &v2)]).as_str(),
+            short_hex(&Sha256::digest(text.as_bytes()))
+        );
+    }
+
+    #[test]
+    fn snapshot_version_of_pairs_longer_than_its_buffer() {
+        let long = "n".repeat(40_000);
+        let versions: Vec<Version> = (0..3_000).map(|i| Version::of_bytes(&[i as u8])).collect();
+        let mut text = format!("{long}\0{}\0", versions[0]);
+        let mut pairs = vec![(long.as_str(), &versions[0])];
+        let names: Vec<String> = (0..3_000).map(|i| format!("name-{i:05}")).collect();
+        for (name, v) in names.iter().zip(&versions) {
+            text.push_str(&format!("{name}\0{v}\0"));
+            pairs.push((name.as_str(), v));
+        }
+        assert_eq!(
+            SnapshotVersion::of(pairs).as_str(),
+            short_hex(&Sha256::digest(text.as_bytes()))
+        );
     }
 
     #[test]

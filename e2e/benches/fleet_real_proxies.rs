@@ -2,7 +2,8 @@
 //! control plane, 5,000 HTTPRoutes. Fifty times, a new HTTPRoute (a new hostname) is written to
 //! the config folder; per change, the time from the write until the first 200 for the new
 //! hostname through every proxy (each proxy polled every millisecond). Meanwhile a request loop
-//! through every proxy to an existing route must see no failure.
+//! through every proxy to an existing route (one request every 5 ms per proxy; `--loop-interval-ms
+//! 0` for back to back) must see no failure.
 //!
 //! `cargo build --release && cargo bench -p serval-e2e --bench fleet_real_proxies` runs it against
 //! the release binaries. Under `cargo test` it runs once with 3 proxies, 50 routes and 3 changes
@@ -30,7 +31,27 @@ fn route(name: &str, host: &str) -> String {
 
 #[tokio::main]
 async fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    // `--loop-interval-ms N`: each proxy's request loop sends a request every N ms (default 5,
+    // i.e. 200 requests/s per proxy); 0 sends back to back, which keeps both cores of a small
+    // machine busy with the loop itself.
+    let number = |flag: &str, default: u64| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|n| {
+                n.parse::<u64>()
+                    .unwrap_or_else(|_| panic!("{flag} takes a number"))
+            })
+            .unwrap_or(default)
+    };
+    // `--poll-interval-ms N`: how often each proxy is asked for the new hostname (default 1).
+    let poll_interval = Duration::from_millis(number("--poll-interval-ms", 1));
+    let loop_interval = match number("--loop-interval-ms", 5) {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
     let (proxies, routes, changes) = if full { (20, 5_000, 50) } else { (3, 50, 3) };
     let logs = TempDir::new("bench-real-logs");
     let dir = TempDir::new("bench-real");
@@ -80,15 +101,23 @@ async fn main() {
 
     let loops: Vec<RequestLoop> = addrs
         .iter()
-        .map(|addr| {
-            RequestLoop::start(
+        .map(|addr| match loop_interval {
+            Some(every) => RequestLoop::paced(
+                *addr,
+                "app-0.example.com",
+                "/",
+                every,
+                10_000_000,
+                Duration::from_secs(1_800),
+            ),
+            None => RequestLoop::start(
                 *addr,
                 "app-0.example.com",
                 "/",
                 1,
                 10_000_000,
                 Duration::from_secs(1_800),
-            )
+            ),
         })
         .collect();
 
@@ -111,7 +140,7 @@ async fn main() {
                     {
                         return Some(t0.elapsed());
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::time::sleep(poll_interval).await;
                 }
                 None
             });

@@ -61,7 +61,8 @@ pub fn unique_loopback_ip() -> Ipv4Addr {
     Ipv4Addr::new(127, b, c, 1 + (n % 254) as u8)
 }
 
-/// A folder removed on drop.
+/// A folder removed on drop, unless `SERVAL_E2E_KEEP` is set (then its path is printed, to read
+/// the logs of a test or a benchmark afterwards).
 #[derive(Debug)]
 pub struct TempDir(PathBuf);
 
@@ -92,6 +93,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::env::var_os("SERVAL_E2E_KEEP").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

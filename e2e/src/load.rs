@@ -47,13 +47,47 @@ pub struct RequestLoop {
 }
 
 impl RequestLoop {
-    /// Starts `workers` loops of GET `http://gateway{path}` with `Host: host`. Each stops after
-    /// `max_requests` or `max_time` even if never told to.
+    /// Starts `workers` loops of GET `http://gateway{path}` with `Host: host`, each sending its
+    /// next request as soon as the last one is answered. Each stops after `max_requests` or
+    /// `max_time` even if never told to.
     pub fn start(
         gateway: SocketAddr,
         host: &str,
         path: &str,
         workers: usize,
+        max_requests: u64,
+        max_time: Duration,
+    ) -> Self {
+        Self::spawn(gateway, host, path, workers, None, max_requests, max_time)
+    }
+
+    /// One loop sending a request every `interval` (or, when an answer takes longer, as soon as
+    /// it is in): a steady probe that does not itself load the machine to the full.
+    pub fn paced(
+        gateway: SocketAddr,
+        host: &str,
+        path: &str,
+        interval: Duration,
+        max_requests: u64,
+        max_time: Duration,
+    ) -> Self {
+        Self::spawn(
+            gateway,
+            host,
+            path,
+            1,
+            Some(interval),
+            max_requests,
+            max_time,
+        )
+    }
+
+    fn spawn(
+        gateway: SocketAddr,
+        host: &str,
+        path: &str,
+        workers: usize,
+        interval: Option<Duration>,
         max_requests: u64,
         max_time: Duration,
     ) -> Self {
@@ -69,10 +103,18 @@ impl RequestLoop {
                 let client = HttpClient::http1();
                 let started = Instant::now();
                 let mut report = LoopReport::default();
+                let mut ticks = interval.map(|every| {
+                    let mut ticks = tokio::time::interval(every);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticks
+                });
                 while !stop.load(Ordering::Relaxed)
                     && sent.load(Ordering::Relaxed) < max_requests
                     && started.elapsed() < max_time
                 {
+                    if let Some(ticks) = ticks.as_mut() {
+                        ticks.tick().await;
+                    }
                     sent.fetch_add(1, Ordering::Relaxed);
                     report.sent += 1;
                     match client.get(gateway, &host, &path, &[]).await {

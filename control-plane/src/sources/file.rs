@@ -116,6 +116,9 @@ impl FileSource {
 
     fn state(&self) -> SourceState {
         let mut state = SourceState::default();
+        state
+            .objects
+            .reserve_exact(self.files.values().map(|f| f.objects.len()).sum());
         for file in self.files.values() {
             state.objects.extend(file.objects.iter().cloned());
             state.skipped.extend(file.skipped.iter().cloned());
