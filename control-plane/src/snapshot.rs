@@ -16,7 +16,9 @@ pub use diff::Delta;
 
 use parking_lot::Mutex;
 use pbjson_types::Any;
-use serval_common::{Resource, SnapshotVersion, Version, proto::discovery::v1::Node};
+use serval_common::{
+    Resource, SnapshotVersion, Version, proto::discovery::v1::Node, version::VersionTree,
+};
 use std::{
     collections::BTreeMap,
     sync::{Arc, OnceLock},
@@ -95,6 +97,8 @@ pub struct Snapshot {
     pub version: SnapshotVersion,
     /// Resources by name.
     pub resources: Held<Arc<Versioned>>,
+    /// The (name, version) pairs the version is computed from, updated by each change.
+    tree: VersionTree,
     /// When the earliest change this snapshot carries was observed (convergence is measured
     /// from here).
     pub observed: Instant,
@@ -181,18 +185,29 @@ impl Snapshot {
             .iter()
             .filter_map(|(scope, cell)| Some((scope.clone(), Arc::clone(cell.get()?))))
             .collect();
-        let mut out = Self::build(versioned, resources, Some(patch::Base { views, changed }));
+        let mut tree = previous.tree.clone();
+        tree.apply(
+            changed
+                .iter()
+                .map(|c| (c.name.as_str(), c.new.as_ref().map(|v| &v.version))),
+        );
+        let mut out = Self::build(
+            versioned,
+            resources,
+            Some((tree, patch::Base { views, changed })),
+        );
         out.joined_by = joined_by;
         out.referenced_by = referenced_by;
         out
     }
 
+    /// The snapshot of `resources`; `next` passes the version tree and the base it patched.
     fn build(
         resources: Held<Arc<Versioned>>,
         sources: crate::translate::Resources,
-        base: Option<patch::Base>,
+        patched: Option<(VersionTree, patch::Base)>,
     ) -> Self {
-        let (joined_by, referenced_by) = if base.is_some() {
+        let (joined_by, referenced_by) = if patched.is_some() {
             (Index::new(), Index::new()) // set by `next`
         } else {
             let (mut joined_by, mut referenced_by) = (Index::new(), Index::new());
@@ -201,8 +216,13 @@ impl Snapshot {
             }
             (joined_by, referenced_by)
         };
+        let (tree, base) = match patched {
+            Some((tree, base)) => (tree, Some(base)),
+            None => (tree_of(&resources), None),
+        };
         Self {
-            version: version_of(&resources),
+            version: tree.version().clone(),
+            tree,
             joined_by,
             referenced_by,
             resources,
@@ -246,14 +266,26 @@ impl Snapshot {
         Arc::clone(cell.get_or_init(|| {
             let patched = self.base.as_ref().and_then(|base| {
                 let before = base.views.get(scope)?;
-                patch::view(self.graph(), before, &base.changed)
+                Some((before, patch::view(self.graph(), before, &base.changed)?))
             });
-            let resources = patched.unwrap_or_else(|| closure::closure(&self.graph(), scope));
-            // A view of everything has the snapshot's version (a view is a subset).
-            if resources.len() == self.resources.len() {
-                return Arc::new(View::with_version(self.version.clone(), resources));
-            }
-            Arc::new(View::new(resources))
+            // A view of everything has the snapshot's version tree (a view is a subset).
+            let everything =
+                |resources: &Held<Arc<Versioned>>| resources.len() == self.resources.len();
+            let view = match patched {
+                Some((_, resources)) if everything(&resources) => {
+                    View::with_tree(self.tree.clone(), resources)
+                }
+                Some((before, resources)) => View::patched(before, resources),
+                None => {
+                    let resources = closure::closure(&self.graph(), scope);
+                    if everything(&resources) {
+                        View::with_tree(self.tree.clone(), resources)
+                    } else {
+                        View::new(resources)
+                    }
+                }
+            };
+            Arc::new(view)
         }))
     }
 
@@ -351,6 +383,8 @@ pub struct View {
     pub version: SnapshotVersion,
     /// Resources by name.
     pub resources: Held<Arc<Versioned>>,
+    /// The (name, version) pairs the version is computed from.
+    tree: VersionTree,
     /// Differences from earlier views, by their version (most recent last).
     deltas: Mutex<Vec<(SnapshotVersion, Arc<Delta>)>>,
 }
@@ -358,20 +392,31 @@ pub struct View {
 impl View {
     /// A view of `resources`.
     pub fn new(resources: Held<Arc<Versioned>>) -> Self {
+        Self::with_tree(tree_of(&resources), resources)
+    }
+
+    /// A view of `resources` whose version tree is known.
+    fn with_tree(tree: VersionTree, resources: Held<Arc<Versioned>>) -> Self {
         Self {
-            version: version_of(&resources),
+            version: tree.version().clone(),
+            tree,
             resources,
             deltas: Mutex::default(),
         }
     }
 
-    /// A view of `resources` whose version is known.
-    fn with_version(version: SnapshotVersion, resources: Held<Arc<Versioned>>) -> Self {
-        Self {
-            version,
-            resources,
-            deltas: Mutex::default(),
-        }
+    /// A view of `resources`, which differ from `before`'s in a few entries: the version tree
+    /// is `before`'s with those entries changed (found by diffing the persistent maps).
+    fn patched(before: &View, resources: Held<Arc<Versioned>>) -> Self {
+        let mut tree = before.tree.clone();
+        tree.apply(before.resources.diff(&resources).map(|item| match item {
+            imbl::ordmap::DiffItem::Add(name, v)
+            | imbl::ordmap::DiffItem::Update { new: (name, v), .. } => {
+                (name.as_str(), Some(&v.version))
+            }
+            imbl::ordmap::DiffItem::Remove(name, _) => (name.as_str(), None),
+        }));
+        Self::with_tree(tree, resources)
     }
 
     /// The empty view.
@@ -399,8 +444,8 @@ impl View {
     }
 }
 
-fn version_of(resources: &Held<Arc<Versioned>>) -> SnapshotVersion {
-    SnapshotVersion::of(resources.iter().map(|(n, v)| (n.as_str(), &v.version)))
+fn tree_of(resources: &Held<Arc<Versioned>>) -> VersionTree {
+    VersionTree::new(resources.iter().map(|(n, v)| (n.as_str(), &v.version)))
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ async fn main() {
     // `--loop-interval-ms N`: each proxy's request loop sends a request every N ms (default 5,
     // i.e. 200 requests/s per proxy); 0 sends back to back, which keeps both cores of a small
     // machine busy with the loop itself.
+    let (proxies, routes, changes) = if full { (20, 5_000, 50) } else { (3, 50, 3) };
     let number = |flag: &str, default: u64| {
         args.iter()
             .position(|a| a == flag)
@@ -52,7 +53,6 @@ async fn main() {
         0 => None,
         ms => Some(Duration::from_millis(ms)),
     };
-    let (proxies, routes, changes) = if full { (20, 5_000, 50) } else { (3, 50, 3) };
     let logs = TempDir::new("bench-real-logs");
     let dir = TempDir::new("bench-real");
     let backend = EchoBackend::start("svc", "svc-pod-0", logs.path()).await;
@@ -68,11 +68,19 @@ async fn main() {
             .collect::<Vec<_>>()
             .join("---\n"),
     );
+    // `--debounce-ms N`: the control plane's quiet period (default 10).
+    let debounce = number("--debounce-ms", 10).to_string();
     let cp = ControlPlane::start(
         dir.path(),
         logs.path(),
         None,
-        &["--no-proxy", "--debounce-ms", "10", "--max-delay-ms", "50"],
+        &[
+            "--no-proxy",
+            "--debounce-ms",
+            &debounce,
+            "--max-delay-ms",
+            "50",
+        ],
     )
     .await;
     let mut fleet = Vec::new();
