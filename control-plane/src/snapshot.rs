@@ -93,7 +93,7 @@ impl Versioned {
 /// Every resource, by name.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Hash of the sorted (name, version) pairs.
+    /// Hash of the (name, version) pairs (see `VersionTree`).
     pub version: SnapshotVersion,
     /// Resources by name.
     pub resources: Held<Arc<Versioned>>,
@@ -379,7 +379,7 @@ impl Scope {
 /// The part of a snapshot one proxy receives.
 #[derive(Debug)]
 pub struct View {
-    /// Hash of the view's sorted (name, version) pairs.
+    /// Hash of the view's (name, version) pairs (see `VersionTree`).
     pub version: SnapshotVersion,
     /// Resources by name.
     pub resources: Held<Arc<Versioned>>,
