@@ -36,7 +36,7 @@ async fn main() {
     // `--loop-interval-ms N`: each proxy's request loop sends a request every N ms (default 5,
     // i.e. 200 requests/s per proxy); 0 sends back to back, which keeps both cores of a small
     // machine busy with the loop itself.
-    let (proxies, routes, changes) = if full { (20, 5_000, 50) } else { (3, 50, 3) };
+    let (mut proxies, routes, changes) = if full { (20, 5_000, 50) } else { (3, 50, 3) };
     let number = |flag: &str, default: u64| {
         args.iter()
             .position(|a| a == flag)
@@ -49,10 +49,17 @@ async fn main() {
     };
     // `--poll-interval-ms N`: how often each proxy is asked for the new hostname (default 1).
     let poll_interval = Duration::from_millis(number("--poll-interval-ms", 1));
+    // `--proxies N`: fewer (or more) proxies than the 20 of the issue, to see how the figures
+    // follow the number of processes sharing the cores.
+    proxies = number("--proxies", proxies as u64) as usize;
     let loop_interval = match number("--loop-interval-ms", 5) {
         0 => None,
         ms => Some(Duration::from_millis(ms)),
     };
+    // `--proxy-worker-threads N`: each proxy's `--worker-threads` (default 1: twenty proxies share
+    // this machine's cores, as an operator would configure them; 0 = the proxy's default, one per
+    // CPU).
+    let worker_threads = number("--proxy-worker-threads", 1);
     let logs = TempDir::new("bench-real-logs");
     let dir = TempDir::new("bench-real");
     let backend = EchoBackend::start("svc", "svc-pod-0", logs.path()).await;
@@ -68,8 +75,11 @@ async fn main() {
             .collect::<Vec<_>>()
             .join("---\n"),
     );
-    // `--debounce-ms N`: the control plane's quiet period (default 10).
-    let debounce = number("--debounce-ms", 10).to_string();
+    // `--debounce-ms N`: the control plane's quiet period (default 2). Each change is one file
+    // written whole and renamed into place, so its events come within microseconds of each other;
+    // the quiet period only has to outlast that burst (the control plane's own default, 100 ms, is
+    // for people editing several files by hand).
+    let debounce = number("--debounce-ms", 2).to_string();
     let cp = ControlPlane::start(
         dir.path(),
         logs.path(),
@@ -87,13 +97,12 @@ async fn main() {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for i in 0..proxies {
         let ip = unique_loopback_ip();
-        let proxy = Proxy::start_with(
-            cp.xds,
-            &format!("real-{i:02}"),
-            logs.path(),
-            &["--bind-address", &ip.to_string()],
-        )
-        .await;
+        let mut args = vec!["--bind-address".to_owned(), ip.to_string()];
+        if worker_threads > 0 {
+            args.extend(["--worker-threads".to_owned(), worker_threads.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let proxy = Proxy::start_with(cp.xds, &format!("real-{i:02}"), logs.path(), &args).await;
         fleet.push(proxy);
         addrs.push((ip, 8080).into());
     }
@@ -139,7 +148,9 @@ async fn main() {
         for addr in addrs.clone() {
             let (client, host) = (client.clone(), host.clone());
             polls.spawn(async move {
-                // Bounded: 30 s of polling at most.
+                // Polls start every `poll_interval` (at once when the last one took longer), so
+                // a slow answer does not also add the interval. Bounded: 30 s of polling at most.
+                let mut next = tokio::time::Instant::now();
                 while t0.elapsed() < Duration::from_secs(30) {
                     if client
                         .get(addr, &host, "/", &[])
@@ -148,7 +159,8 @@ async fn main() {
                     {
                         return Some(t0.elapsed());
                     }
-                    tokio::time::sleep(poll_interval).await;
+                    next += poll_interval;
+                    tokio::time::sleep_until(next).await;
                 }
                 None
             });

@@ -50,6 +50,10 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
+    /// Threads serving traffic and the delta stream (like Envoy's `--concurrency`); default: one
+    /// per CPU. Set it to the CPUs this proxy may use when several proxies share a machine.
+    #[arg(long, env = "SERVAL_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
 }
 
 /// The transport flags of every delta-protocol client (`serval-proxy`,
@@ -215,5 +219,22 @@ mod tests {
             }
             Connector::Plaintext { .. } => panic!("TLS expected"),
         }
+    }
+
+    #[test]
+    fn worker_threads_is_a_positive_count() {
+        let base = [
+            "serval-proxy",
+            "--xds-server",
+            "http://h:1",
+            "--node-id",
+            "n",
+        ];
+        let parse = |extra: &[&str]| Args::try_parse_from(base.iter().chain(extra));
+        assert_eq!(parse(&[]).expect("default").worker_threads, None);
+        let one = parse(&["--worker-threads", "1"]).expect("one");
+        assert_eq!(one.worker_threads, Some(1));
+        let zero = parse(&["--worker-threads", "0"]).expect_err("zero threads");
+        assert!(zero.to_string().contains("--worker-threads"), "{zero}");
     }
 }

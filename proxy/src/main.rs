@@ -1,4 +1,5 @@
-//! `serval-proxy`: parse the command line, set up logging, run until SIGINT/SIGTERM.
+//! `serval-proxy`: parse the command line, set up logging, start the runtime (`--worker-threads`),
+//! run until SIGINT/SIGTERM.
 
 use clap::Parser;
 use serval_proxy::{ProxyConfig, args::Args};
@@ -8,9 +9,22 @@ use serval_proxy::{ProxyConfig, args::Args};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    // Spawned, not run by `block_on` itself: `block_on` polls its future on this (main) thread,
+    // so every message of the delta stream would need a wake-up of a thread outside the
+    // workers that read the socket, one more context switch per configuration change.
+    runtime
+        .build()?
+        .block_on(async { tokio::spawn(run(args)).await? })
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     serval_common::telemetry::init_logging(args.log_format);
     let config = ProxyConfig::try_from(args)?;
     let (trigger, watch) = serval_common::shutdown::channel();
