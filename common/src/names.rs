@@ -67,6 +67,51 @@ pub fn secret(namespace: &str, name: &str) -> String {
     format!("{}/{namespace}/{name}", ResourceKind::Secret.prefix())
 }
 
+/// The parts of a [`route`] name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteName<'a> {
+    /// The route's namespace.
+    pub namespace: &'a str,
+    /// Its kind, lower-cased (`httproute`, `grpcroute`).
+    pub kind: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// The rule's index.
+    pub rule: u32,
+}
+
+/// Reads a [`route`] name back; `None` for anything else.
+pub fn parse_route(name: &str) -> Option<RouteName<'_>> {
+    let mut parts = name.strip_prefix("route/")?.split('/');
+    let (namespace, kind, route) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next()? == "rule").then_some(())?;
+    let rule = parts.next()?.parse().ok()?;
+    Some(RouteName {
+        namespace,
+        kind,
+        name: route,
+        rule,
+    })
+}
+
+/// `<namespace>/<gateway>` of an [`attached_route`] name.
+pub fn gateway_of_attached_route(name: &str) -> Option<&str> {
+    let rest = name
+        .strip_prefix(ResourceKind::AttachedRoute.prefix())?
+        .strip_prefix('/')?;
+    let second_slash = rest.match_indices('/').nth(1)?.0;
+    Some(&rest[..second_slash])
+}
+
+/// `<namespace>/<service>:<port>` of a [`cluster`] name.
+pub fn service_of_cluster(name: &str) -> Option<String> {
+    let rest = name
+        .strip_prefix(ResourceKind::Cluster.prefix())?
+        .strip_prefix('/')?;
+    let (service, port) = rest.rsplit_once('/')?;
+    Some(format!("{service}:{port}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +144,29 @@ mod tests {
             route("a", "HTTPRoute", "web", 1, 2),
             "route/a/httproute/web/rule/1/match/2"
         );
+    }
+
+    #[test]
+    fn names_read_back() {
+        let route_name = route("app", "GRPCRoute", "web", 3, 1);
+        assert_eq!(
+            parse_route(&route_name),
+            Some(RouteName {
+                namespace: "app",
+                kind: "grpcroute",
+                name: "web",
+                rule: 3
+            })
+        );
+        assert_eq!(parse_route("route/a/b"), None);
+        assert_eq!(parse_route("cluster/a/b/80"), None);
+        let ar = attached_route("infra", "gw", "HTTPRoute", "app", "web");
+        assert_eq!(gateway_of_attached_route(&ar), Some("infra/gw"));
+        assert_eq!(gateway_of_attached_route("attachedroute/x"), None);
+        assert_eq!(
+            service_of_cluster(&cluster("app", "svc", 8080)).as_deref(),
+            Some("app/svc:8080")
+        );
+        assert_eq!(service_of_cluster("listener/a/b/80"), None);
     }
 }

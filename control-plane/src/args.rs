@@ -291,6 +291,9 @@ pub struct StandaloneArgs {
     /// Run no in-process proxy: only the control plane, for proxies started separately.
     #[arg(long)]
     pub no_proxy: bool,
+    /// The in-process proxy's access log on stdout: one JSON line per request, or `off`.
+    #[arg(long, value_enum, default_value_t)]
+    pub access_log: serval_proxy::access_log::Format,
     /// Serve the delta protocol without TLS on a non-loopback `--xds-addr` (a loopback address
     /// implies it unless TLS files are given; the in-process proxy always connects over loopback).
     #[arg(long)]
@@ -459,6 +462,7 @@ impl TryFrom<StandaloneArgs> for standalone::Config {
             admin_addr: args.admin_addr,
             proxy_admin_addr: args.proxy_admin_addr,
             run_proxy: !args.no_proxy,
+            access_log: args.access_log,
             timing: Timing {
                 debounce: Duration::from_millis(args.debounce_ms),
                 max_delay: Duration::from_millis(args.max_delay_ms.max(args.debounce_ms)),

@@ -40,6 +40,8 @@ pub struct Config {
     pub proxy_admin_addr: Option<SocketAddr>,
     /// Whether to run the in-process proxy.
     pub run_proxy: bool,
+    /// The in-process proxy's access log.
+    pub access_log: serval_proxy::access_log::Format,
     /// Reload timing of the file source.
     pub timing: Timing,
     /// The controllerName to own.
@@ -113,6 +115,7 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             bind_ip: None,
             drain_timeout: Duration::from_secs(10),
             upstream: serval_proxy::upstream::Settings::default(),
+            access_log: config.access_log,
         };
         tokio::spawn(serval_proxy::run(proxy, shutdown.clone()))
     });

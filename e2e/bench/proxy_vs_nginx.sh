@@ -77,8 +77,9 @@ addressType: IPv4
 ports: [{name: http, port: $backend_port, protocol: TCP}]
 endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
 YAML
+# Access logs off on both sides (nginx: `access_log off` above).
 SERVAL_LOG=warn "$root/target/release/serval-control-plane" standalone --config-dir "$work/serval" \
-  --xds-addr "127.0.0.1:$xds_port" --admin-addr "127.0.0.1:$admin_port" & pids+=($!)
+  --xds-addr "127.0.0.1:$xds_port" --admin-addr "127.0.0.1:$admin_port" --access-log off & pids+=($!)
 
 for port in $backend_port $nginx_port $serval_port; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done

@@ -54,6 +54,9 @@ pub struct Args {
     /// per CPU. Set it to the CPUs this proxy may use when several proxies share a machine.
     #[arg(long, env = "SERVAL_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub worker_threads: Option<u16>,
+    /// The access log on stdout: one JSON line per request, or `off`.
+    #[arg(long, env = "SERVAL_ACCESS_LOG", value_enum, default_value_t)]
+    pub access_log: crate::access_log::Format,
 }
 
 /// The transport flags of every delta-protocol client (`serval-proxy`,
@@ -146,6 +149,7 @@ impl TryFrom<Args> for ProxyConfig {
             bind_ip: args.bind_address,
             drain_timeout: Duration::from_secs(args.drain_timeout_secs),
             upstream: upstream::Settings::default(),
+            access_log: args.access_log,
         })
     }
 }

@@ -14,7 +14,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll},
 };
@@ -38,7 +38,7 @@ pub enum RequestBody {
     /// Held in memory: can be sent any number of times.
     Replayable(Replayable),
     /// Streams from the client: can be sent once.
-    Streaming(Incoming),
+    Streaming(Inbound),
 }
 
 /// A complete request body with its trailers.
@@ -71,7 +71,7 @@ impl Replayable {
 /// Reads the body into memory when `want_replay` and it is empty or of a known length up to
 /// [`REPLAY_LIMIT`]; otherwise leaves it streaming.
 pub async fn prepare(
-    body: Incoming,
+    body: Inbound,
     headers: &HeaderMap,
     want_replay: bool,
 ) -> Result<RequestBody, hyper::Error> {
@@ -95,6 +95,48 @@ pub async fn prepare(
     }))
 }
 
+/// A client's request body as the proxy reads it, adding the size of each data frame to a shared
+/// counter (the access log's `bytes_received`).
+#[derive(Debug)]
+pub struct Inbound {
+    inner: Incoming,
+    received: Arc<AtomicU64>,
+}
+
+impl Inbound {
+    /// `inner`, counting into `received`.
+    pub fn new(inner: Incoming, received: Arc<AtomicU64>) -> Self {
+        Self { inner, received }
+    }
+}
+
+impl HttpBody for Inbound {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.received
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// An empty body.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
@@ -106,7 +148,7 @@ pub fn full(bytes: Bytes) -> Body {
 }
 
 /// A client body as a [`Body`].
-pub fn incoming(body: Incoming) -> Body {
+pub fn incoming(body: Inbound) -> Body {
     body.map_err(BoxError::from).boxed()
 }
 
@@ -114,7 +156,7 @@ pub fn incoming(body: Incoming) -> Body {
 /// ends early and fails); the main request is never delayed.
 #[derive(Debug)]
 pub struct Tee {
-    inner: Incoming,
+    inner: Inbound,
     mirrors: Vec<mpsc::Sender<Frame<Bytes>>>,
     /// Set once the client's body ended cleanly: a copy whose channel closes before that was cut
     /// short and must end with an error, not look complete.
@@ -123,7 +165,7 @@ pub struct Tee {
 
 impl Tee {
     /// Wraps `inner`; returns the body for the main request and one for each of `n` mirrors.
-    pub fn split(inner: Incoming, n: usize) -> (Body, Vec<Body>) {
+    pub fn split(inner: Inbound, n: usize) -> (Body, Vec<Body>) {
         let complete = Arc::new(AtomicBool::new(false));
         let mut senders = Vec::with_capacity(n);
         let mut copies = Vec::with_capacity(n);

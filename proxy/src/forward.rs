@@ -7,6 +7,7 @@
 //! the main request: they run in their own tasks, bounded in number, and get a copy of the body
 //! that is abandoned if the mirror falls behind.
 
+use crate::access_log::{Facts, UpstreamFacts};
 use crate::{
     body::{self, Body, Deadline, RequestBody, Tee},
     errors::{ProxyError, TimeoutKind},
@@ -33,7 +34,7 @@ pub struct Outgoing {
     /// The host the backend sees (the client's, or a URLRewrite hostname).
     pub authority: String,
     /// The client's body.
-    pub body: Incoming,
+    pub body: crate::body::Inbound,
 }
 
 /// How to forward.
@@ -106,6 +107,7 @@ pub async fn forward(
     out: Outgoing,
     cluster: &Arc<Cluster>,
     policy: Policy<'_>,
+    facts: &mut Facts,
 ) -> Result<Response<Body>, ProxyError> {
     let Outgoing {
         mut parts,
@@ -199,6 +201,18 @@ pub async fn forward(
             policy.backend_timeout,
         )
         .await;
+        if facts.enabled {
+            let waited = started.elapsed();
+            let upstream = facts.upstream.get_or_insert_with(|| UpstreamFacts {
+                cluster: cluster.name.clone(),
+                endpoint: endpoint.addr,
+                duration: Duration::ZERO,
+                attempts: 0,
+            });
+            upstream.endpoint = endpoint.addr;
+            upstream.duration += waited;
+            upstream.attempts = attempt + 1;
+        }
         let retryable = match (&result, retry) {
             (_, None) => false,
             (Ok(resp), Some(r)) => r.codes.contains(&resp.status()),

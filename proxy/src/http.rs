@@ -6,6 +6,8 @@
 //! Errors become responses here (see [`crate::errors`]); nothing on this path panics or blocks.
 
 use crate::{
+    access_log::{self, AccessLog, Facts, RouteFacts},
+    body::Inbound,
     config::ConfigStore,
     errors::{ProxyError, TimeoutKind},
     filters::{Filters, cors, redirect::RequestFacts},
@@ -17,7 +19,10 @@ use crate::{
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header, request::Parts};
 use hyper::body::Incoming;
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicU64},
+};
 
 pub use crate::body::Body;
 
@@ -35,17 +40,26 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Slots for mirrored requests in flight.
     pub mirror_slots: Arc<tokio::sync::Semaphore>,
+    /// The access log (`--access-log`).
+    pub access_log: AccessLog,
 }
 
 impl Shared {
-    /// Request-path state around a configuration store.
+    /// Request-path state around a configuration store, without an access log.
     pub fn new(store: Arc<ConfigStore>, upstream: Upstream, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
             upstream,
             metrics,
             mirror_slots: Arc::new(tokio::sync::Semaphore::new(MAX_MIRRORS_IN_FLIGHT)),
+            access_log: AccessLog::off(),
         }
+    }
+
+    /// The same, writing the access log to `log`.
+    pub fn with_access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = log;
+        self
     }
 }
 
@@ -64,10 +78,27 @@ pub async fn handle(
     conn: Connection,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let result = proxy(&shared, conn, req).await;
+    let received = Arc::new(AtomicU64::new(0));
+    let arrived = shared.access_log.is_on().then(|| {
+        access_log::Request::arrived(
+            req.method(),
+            req.version(),
+            &request_authority(&req).unwrap_or_default(),
+            req.uri().path(),
+            req.headers(),
+            conn.peer,
+            Arc::clone(&received),
+        )
+    });
+    let req = req.map(|body| Inbound::new(body, received));
+    let mut facts = access_log::Facts::new(arrived.is_some());
+    let result = proxy(&shared, conn, req, &mut facts).await;
     let response = result.unwrap_or_else(|error| error_response(&error));
     shared.metrics.record_response(response.status());
-    response
+    match arrived {
+        Some(request) => access_log::Logged::wrap(&shared.access_log, request, facts, response),
+        None => response,
+    }
 }
 
 /// The response for a request that failed, logged by who is at fault.
@@ -82,7 +113,8 @@ fn error_response(error: &ProxyError) -> Response<Body> {
 async fn proxy(
     shared: &Shared,
     conn: Connection,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
+    log_facts: &mut Facts,
 ) -> Result<Response<Body>, ProxyError> {
     let config = shared.store.load();
     let listener = config
@@ -99,12 +131,18 @@ async fn proxy(
             host: host.clone(),
             path: req.uri().path().to_owned(),
         })?;
+    if log_facts.enabled {
+        log_facts.route = Some(RouteFacts {
+            name: route.name.clone(),
+            gateway: Arc::clone(&route.gateway),
+        });
+    }
     let Some(limit) = route.timeouts.request else {
-        return serve_route(shared, conn, route, authority, req).await;
+        return serve_route(shared, conn, route, authority, req, log_facts).await;
     };
     let deadline = tokio::time::Instant::now() + limit;
-    match tokio::time::timeout_at(deadline, serve_route(shared, conn, route, authority, req)).await
-    {
+    let served = serve_route(shared, conn, route, authority, req, log_facts);
+    match tokio::time::timeout_at(deadline, served).await {
         Ok(response) => response.map(|r| r.map(|b| crate::body::Deadline::wrap(b, deadline))),
         Err(_) => {
             shared.metrics.record_timeout("request");
@@ -121,7 +159,8 @@ async fn serve_route(
     conn: Connection,
     route: &Route,
     mut authority: String,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
+    log_facts: &mut Facts,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let mut cors_headers = None;
@@ -173,7 +212,8 @@ async fn serve_route(
                         body,
                     };
                     let response =
-                        forward::forward(shared, conn.peer, out, cluster, policy).await?;
+                        forward::forward(shared, conn.peer, out, cluster, policy, log_facts)
+                            .await?;
                     respond(&backend.filters, None, response)
                 }
             }

@@ -8,6 +8,7 @@
 //!
 //! [`run`] wires these together; `serval-control-plane standalone` calls it in-process.
 
+pub mod access_log;
 pub mod admin;
 pub mod args;
 pub mod body;
@@ -51,6 +52,8 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// Upstream client tunables.
     pub upstream: upstream::Settings,
+    /// `--access-log`.
+    pub access_log: access_log::Format,
 }
 
 /// Runs the proxy until `shutdown` fires, then drains.
@@ -58,11 +61,17 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
     let mut registry = telemetry::registry("proxy");
     let metrics = Arc::new(metrics::Metrics::register(&mut registry));
     let store = Arc::new(config::ConfigStore::default());
-    let shared = Arc::new(http::Shared::new(
-        Arc::clone(&store),
-        upstream::Upstream::new(config.upstream),
-        Arc::clone(&metrics),
-    ));
+    let access_log =
+        access_log::AccessLog::stdout(config.access_log, metrics.access_log_dropped.clone())
+            .map_err(|e| anyhow::anyhow!("access log writer: {e}"))?;
+    let shared = Arc::new(
+        http::Shared::new(
+            Arc::clone(&store),
+            upstream::Upstream::new(config.upstream),
+            Arc::clone(&metrics),
+        )
+        .with_access_log(access_log),
+    );
     let listeners = Arc::new(listeners::Listeners::new(
         shared,
         shutdown.clone(),

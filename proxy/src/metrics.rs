@@ -28,6 +28,8 @@ pub struct Metrics {
     pub config_apply_seconds: Histogram,
     /// Upstream requests retried (HTTPRoute retry).
     pub upstream_retries: Counter,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
     /// Requests that ran out of time, by `kind` (`request` or `backend_request`).
     pub timeouts: Family<Vec<(String, String)>, Counter>,
     /// Mirrored requests by `result` (`sent`, `failed`, `dropped`).
@@ -52,6 +54,7 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
             upstream_retries: Counter::default(),
+            access_log_dropped: Counter::default(),
             timeouts: Family::default(),
             mirrors: Family::default(),
             upgrades: Counter::default(),
@@ -105,6 +108,11 @@ impl Metrics {
             "upstream_retries",
             "Upstream requests retried",
             m.upstream_retries.clone(),
+        );
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the writer fell behind",
+            m.access_log_dropped.clone(),
         );
         registry.register(
             "timeouts",

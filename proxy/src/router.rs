@@ -59,6 +59,8 @@ impl VirtualHost {
 pub struct Route {
     /// `route/<ns>/<kind>/<name>/rule/<i>/match/<j>`.
     pub name: String,
+    /// `<namespace>/<name>` of the Gateway the route is attached to (empty if unknown).
+    pub gateway: Arc<str>,
     /// What a request must look like.
     pub matcher: RouteMatch,
     /// The rule's filters.

@@ -522,6 +522,9 @@ pub(super) fn compile_route(
     };
     Ok(Route {
         name: route.name.clone(),
+        gateway: Arc::from(
+            serval_common::names::gateway_of_attached_route(resource).unwrap_or_default(),
+        ),
         matcher,
         filters: filters::filters(&filter_at, route.filters.as_ref(), clusters)?,
         timeouts: filters::timeouts(&at, route.timeouts.as_ref())?,

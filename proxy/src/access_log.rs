@@ -1,0 +1,444 @@
+//! The access log: one JSON line per request on standard output (`--access-log json`, the
+//! default; `--access-log off` writes nothing). Process logs go to standard error, so the two
+//! never mix.
+//!
+//! A line is written when the response has been sent (its last byte, or the client going away),
+//! so it carries the total duration and the bytes both ways. The request path never waits for
+//! the log: lines go through a bounded queue to a thread of their own and, when that thread
+//! falls behind (a slow or blocked stdout), are dropped and counted in
+//! `serval_access_log_dropped_total`.
+//!
+//! The fields are the Gateway, route, rule and backend from the configuration, the endpoint the
+//! request went to, what the request itself said (method, host, path, protocol, the trace id of
+//! a W3C `traceparent`), the status, durations and byte counts. This module formats and writes;
+//! the facts are collected by the request path (`http`, `forward`).
+
+use crate::body::{Body, BoxError};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Version};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
+use serde::Serialize;
+use std::{
+    io::Write,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant, SystemTime},
+};
+
+/// Lines waiting for the writer at most; more are dropped.
+pub const QUEUE_LINES: usize = 16 * 1024;
+
+/// `--access-log`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per line on stdout.
+    #[default]
+    Json,
+    /// No access log.
+    Off,
+}
+
+/// Where access-log lines go; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AccessLog {
+    queue: Option<SyncSender<String>>,
+    dropped: Counter,
+}
+
+impl AccessLog {
+    /// An access log in `format` written to stdout by a thread of its own; lines the writer
+    /// cannot keep up with count on `dropped`.
+    pub fn stdout(format: Format, dropped: Counter) -> std::io::Result<Self> {
+        match format {
+            Format::Off => Ok(Self::off()),
+            Format::Json => Self::to_writer(std::io::stdout(), dropped, QUEUE_LINES),
+        }
+    }
+
+    /// No access log.
+    pub fn off() -> Self {
+        Self {
+            queue: None,
+            dropped: Counter::default(),
+        }
+    }
+
+    /// An access log written to `out` by a thread of its own, `queue` lines buffered at most.
+    pub fn to_writer(
+        out: impl Write + Send + 'static,
+        dropped: Counter,
+        queue: usize,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel(queue);
+        std::thread::Builder::new()
+            .name("access-log".to_owned())
+            .spawn(move || write_lines(&rx, out))?;
+        Ok(Self {
+            queue: Some(tx),
+            dropped,
+        })
+    }
+
+    /// True when lines are written.
+    pub fn is_on(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Queues `entry`'s line; never waits.
+    pub fn write(&self, entry: &Entry<'_>) {
+        let Some(queue) = &self.queue else { return };
+        let line = match serde_json::to_string(entry) {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::warn!(%error, "access log entry not serializable");
+                return;
+            }
+        };
+        match queue.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.inc();
+            }
+            // The writer is gone (stdout closed): nothing can be logged any more.
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped.inc();
+            }
+        }
+    }
+}
+
+/// Writes every queued line, flushing whenever the queue is empty; ends when every sender is
+/// gone or the output fails.
+fn write_lines(rx: &Receiver<String>, out: impl Write) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    while let Ok(line) = rx.recv() {
+        let mut next = Some(line);
+        while let Some(line) = next {
+            if out
+                .write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .is_err()
+            {
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if out.flush().is_err() {
+            return;
+        }
+    }
+}
+
+/// One line of the access log.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    /// When the request arrived, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// `<namespace>/<name>` of the Gateway, once a route matched.
+    pub gateway: Option<&'a str>,
+    /// `<namespace>/<name>` of the matched route.
+    pub route: Option<String>,
+    /// Its kind (`httproute`, `grpcroute`).
+    pub route_kind: Option<&'a str>,
+    /// The index of the matched rule.
+    pub rule: Option<u32>,
+    /// The backend Service, `<namespace>/<name>:<port>`.
+    pub backend: Option<String>,
+    /// The endpoint of the last attempt.
+    pub endpoint: Option<String>,
+    /// `HTTP/1.1`, `HTTP/2`, ...
+    pub protocol: &'static str,
+    /// The request method.
+    pub method: &'a str,
+    /// The request's host (authority).
+    pub host: &'a str,
+    /// The request path (no query).
+    pub path: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Request arrival to the last response byte, in milliseconds.
+    pub duration_ms: f64,
+    /// Sending the request upstream to its response headers (every attempt), in milliseconds.
+    pub upstream_duration_ms: Option<f64>,
+    /// Upstream attempts (more than 1 after retries).
+    pub upstream_attempts: Option<u32>,
+    /// Request body bytes received from the client.
+    pub bytes_received: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_sent: u64,
+    /// The trace id of the request's W3C `traceparent`, if valid.
+    pub trace_id: Option<&'a str>,
+    /// The client's address.
+    pub client_address: String,
+}
+
+/// What the request path learned while serving a request, for its log line. Filled only when
+/// the access log is on (`enabled`), so a proxy without one copies nothing.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// The access log is on.
+    pub enabled: bool,
+    /// The matched route.
+    pub route: Option<RouteFacts>,
+    /// The upstream exchange.
+    pub upstream: Option<UpstreamFacts>,
+}
+
+impl Facts {
+    /// Facts to fill when `enabled`.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            ..Self::default()
+        }
+    }
+}
+
+/// The matched route.
+#[derive(Clone, Debug)]
+pub struct RouteFacts {
+    /// `route/<ns>/<kind>/<name>/rule/<i>/match/<j>`.
+    pub name: String,
+    /// `<namespace>/<name>` of its Gateway.
+    pub gateway: Arc<str>,
+}
+
+/// The upstream exchange.
+#[derive(Clone, Debug)]
+pub struct UpstreamFacts {
+    /// The Cluster (`cluster/<namespace>/<service>/<port>`).
+    pub cluster: String,
+    /// The endpoint of the last attempt.
+    pub endpoint: SocketAddr,
+    /// Time spent waiting for upstream response headers, all attempts.
+    pub duration: Duration,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// What is known of a request when it arrives.
+#[derive(Debug)]
+pub struct Request {
+    arrived: Instant,
+    time: SystemTime,
+    method: Method,
+    version: Version,
+    host: String,
+    path: String,
+    trace_id: Option<String>,
+    client: SocketAddr,
+    received: Arc<AtomicU64>,
+}
+
+impl Request {
+    /// The facts of a request that just arrived; `received` counts its body bytes.
+    pub fn arrived(
+        method: &Method,
+        version: Version,
+        host: &str,
+        path: &str,
+        headers: &HeaderMap,
+        client: SocketAddr,
+        received: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            arrived: Instant::now(),
+            time: SystemTime::now(),
+            method: method.clone(),
+            version,
+            host: host.to_owned(),
+            path: path.to_owned(),
+            trace_id: trace_id(headers).map(str::to_owned),
+            client,
+            received,
+        }
+    }
+}
+
+/// A response body that writes the access-log line once its last byte is sent, or when it is
+/// dropped before that (the client went away).
+pub struct Logged {
+    inner: Body,
+    sent: u64,
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    log: AccessLog,
+    request: Request,
+    status: u16,
+    route: Option<RouteFacts>,
+    upstream: Option<UpstreamFacts>,
+}
+
+impl std::fmt::Debug for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logged").field("sent", &self.sent).finish()
+    }
+}
+
+impl Logged {
+    /// `response` whose body logs `request` with `facts` when it ends.
+    pub fn wrap(
+        log: &AccessLog,
+        request: Request,
+        facts: Facts,
+        response: http::Response<Body>,
+    ) -> http::Response<Body> {
+        let Facts {
+            route, upstream, ..
+        } = facts;
+        let status = response.status().as_u16();
+        response.map(|inner| {
+            use http_body_util::BodyExt;
+            Logged {
+                inner,
+                sent: 0,
+                pending: Some(Pending {
+                    log: log.clone(),
+                    request,
+                    status,
+                    route,
+                    upstream,
+                }),
+            }
+            .boxed()
+        })
+    }
+
+    fn finish(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.write(self.sent);
+        }
+    }
+}
+
+impl Pending {
+    fn write(self, sent: u64) {
+        let r = &self.request;
+        let route = self
+            .route
+            .as_ref()
+            .and_then(|f| serval_common::names::parse_route(&f.name));
+        let trace_id = r.trace_id.as_deref();
+        self.log.write(&Entry {
+            time: rfc3339_millis(r.time),
+            gateway: self
+                .route
+                .as_ref()
+                .map(|f| &*f.gateway)
+                .filter(|g| !g.is_empty()),
+            route: route.map(|n| format!("{}/{}", n.namespace, n.name)),
+            route_kind: route.map(|n| n.kind),
+            rule: route.map(|n| n.rule),
+            backend: self
+                .upstream
+                .as_ref()
+                .and_then(|u| serval_common::names::service_of_cluster(&u.cluster)),
+            endpoint: self.upstream.as_ref().map(|u| u.endpoint.to_string()),
+            protocol: protocol(r.version),
+            method: r.method.as_str(),
+            host: &r.host,
+            path: &r.path,
+            status: self.status,
+            duration_ms: millis(r.arrived.elapsed()),
+            upstream_duration_ms: self.upstream.as_ref().map(|u| millis(u.duration)),
+            upstream_attempts: self.upstream.as_ref().map(|u| u.attempts),
+            bytes_received: r.received.load(Ordering::Relaxed),
+            bytes_sent: sent,
+            trace_id,
+            client_address: r.client.to_string(),
+        });
+    }
+}
+
+impl HttpBody for Logged {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.finish();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, not all zeros).
+pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(span, 16)
+        && span.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && (version != "00" || parts.next().is_none());
+    valid.then_some(trace)
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn rfc3339_millis(time: SystemTime) -> String {
+    jiff::Timestamp::try_from(time)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
