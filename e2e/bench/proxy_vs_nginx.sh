@@ -5,8 +5,9 @@
 #
 # Needs wrk and nginx (apt-get install wrk nginx). The backend is an nginx `return 200` on loopback,
 # so the proxies are what is measured. Each round runs wrk against Serval, then against nginx;
-# the report gives the median of the rounds for each and their ratio. Everything it starts is
-# stopped on exit.
+# the report gives the median of the rounds for each and their ratio. With ACCESS_LOG=1 a second
+# Serval with its access log on (JSON lines to a file) runs in the same rounds, for the log's cost.
+# Everything it starts is stopped on exit.
 set -euo pipefail
 rounds=${1:-5}
 seconds=${2:-8}
@@ -43,8 +44,9 @@ nginx_conf backend 1 "server { listen 127.0.0.1:$backend_port; location / { retu
 nginx_conf proxy auto "upstream b { server 127.0.0.1:$backend_port; keepalive 64; }
   server { listen 127.0.0.1:$nginx_port; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } }"
 
-mkdir -p "$work/serval"
-cat > "$work/serval/config.yaml" <<YAML
+serval_config() { # dir, gateway port
+  mkdir -p "$1"
+  cat > "$1/config.yaml" <<YAML
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: serval}
@@ -56,7 +58,7 @@ metadata: {name: bench, namespace: default}
 spec:
   gatewayClassName: serval
   addresses: [{type: IPAddress, value: 127.0.0.1}]
-  listeners: [{name: http, protocol: HTTP, port: $serval_port}]
+  listeners: [{name: http, protocol: HTTP, port: $2}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -77,11 +79,24 @@ addressType: IPv4
 ports: [{name: http, port: $backend_port, protocol: TCP}]
 endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
 YAML
+}
+serval_config "$work/serval" "$serval_port"
 # Access logs off on both sides (nginx: `access_log off` above).
 SERVAL_LOG=warn "$root/target/release/serval-control-plane" standalone --config-dir "$work/serval" \
   --xds-addr "127.0.0.1:$xds_port" --admin-addr "127.0.0.1:$admin_port" --access-log off & pids+=($!)
+contenders=(serval nginx)
+declare -A port_of=([serval]=$serval_port [nginx]=$nginx_port)
+if [ -n "${ACCESS_LOG:-}" ]; then
+  logged_port=$(free_port)
+  serval_config "$work/logged" "$logged_port"
+  SERVAL_LOG=warn "$root/target/release/serval-control-plane" standalone --config-dir "$work/logged" \
+    --xds-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$(free_port)" --access-log json \
+    > "$work/access.log" & pids+=($!)
+  contenders+=(logged)
+  port_of[logged]=$logged_port
+fi
 
-for port in $backend_port $nginx_port $serval_port; do
+for port in "${port_of[@]}" $backend_port; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
   curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "port $port does not answer" >&2; exit 1; }
 done
@@ -98,15 +113,22 @@ run() { # port -> "req/s p50_ms p99_ms"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
 echo "load: wrk -t1 -c$connections -d${seconds}s, HTTP/1.1 keep-alive, GET / -> nginx 'return 200' backend"
 printf '%-6s %-8s %12s %10s %10s\n' round proxy req/s p50_ms p99_ms
-: > "$work/serval.txt"; : > "$work/nginx.txt"
+for name in "${contenders[@]}"; do : > "$work/$name.txt"; done
 for r in $(seq "$rounds"); do
-  s=$(run "$serval_port"); echo "$s" >> "$work/serval.txt"; printf '%-6s %-8s %12s %10s %10s\n' "$r" serval $s
-  n=$(run "$nginx_port"); echo "$n" >> "$work/nginx.txt"; printf '%-6s %-8s %12s %10s %10s\n' "$r" nginx $n
+  for name in "${contenders[@]}"; do
+    m=$(run "${port_of[$name]}"); echo "$m" >> "$work/$name.txt"
+    printf '%-6s %-8s %12s %10s %10s\n' "$r" "$name" $m
+  done
 done
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-for name in serval nginx; do
+for name in "${contenders[@]}"; do
   printf 'median %-8s req/s %s  p50 %s ms  p99 %s ms\n' "$name" \
     "$(cut -d' ' -f1 "$work/$name.txt" | median)" "$(cut -d' ' -f2 "$work/$name.txt" | median)" "$(cut -d' ' -f3 "$work/$name.txt" | median)"
 done
 s=$(cut -d' ' -f1 "$work/serval.txt" | median); n=$(cut -d' ' -f1 "$work/nginx.txt" | median)
 echo "ratio serval/nginx req/s: $(awk -v s="$s" -v n="$n" 'BEGIN { printf "%.2f", s / n }')"
+if [ -n "${ACCESS_LOG:-}" ]; then
+  l=$(cut -d' ' -f1 "$work/logged.txt" | median)
+  echo "ratio serval with access log / without req/s: $(awk -v l="$l" -v s="$s" 'BEGIN { printf "%.2f", l / s }')"
+  echo "access-log lines written: $(wc -l < "$work/access.log")"
+fi

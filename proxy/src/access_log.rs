@@ -4,8 +4,8 @@
 //!
 //! A line is written when the response has been sent (its last byte, or the client going away),
 //! so it carries the total duration and the bytes both ways. The request path never waits for
-//! the log: lines go through a bounded queue to a thread of their own and, when that thread
-//! falls behind (a slow or blocked stdout), are dropped and counted in
+//! the log: lines go into a bounded buffer that a thread of its own writes out every 50 ms and,
+//! when that thread falls behind (a slow or blocked stdout), are dropped and counted in
 //! `serval_access_log_dropped_total`.
 //!
 //! The fields are the Gateway, route, rule and backend from the configuration, the endpoint the
@@ -26,14 +26,19 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
-        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
     },
     task::{Context, Poll},
     time::{Duration, Instant, SystemTime},
 };
 
-/// Lines waiting for the writer at most; more are dropped.
-pub const QUEUE_LINES: usize = 16 * 1024;
+/// Bytes of lines waiting for the writer at most (about 10,000 lines); more are dropped.
+pub const BUFFER_LIMIT: usize = 4 << 20;
+
+/// How often the writer wakes to write what accumulated.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Buffered bytes that wake the writer before its interval.
+const WAKE_AT: usize = 256 << 10;
 
 /// `--access-log`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -46,10 +51,41 @@ pub enum Format {
 }
 
 /// Where access-log lines go; cheap to clone.
+///
+/// Lines are appended to one shared buffer (a short lock, no allocation per line once the
+/// buffers have grown); the writer thread swaps it out every [`FLUSH_INTERVAL`], or sooner when
+/// [`WAKE_AT`] bytes are waiting, and writes it in one go. So a request costs a serialization and
+/// a copy, not a thread wake-up and a system call.
 #[derive(Clone, Debug)]
 pub struct AccessLog {
-    queue: Option<SyncSender<String>>,
+    shared: Option<Arc<Handle>>,
     dropped: Counter,
+}
+
+/// The buffer the request path appends to and the writer drains.
+#[derive(Debug, Default)]
+struct Pending {
+    buffer: parking_lot::Mutex<Vec<u8>>,
+    wake: parking_lot::Condvar,
+    closed: std::sync::atomic::AtomicBool,
+    limit: usize,
+}
+
+/// Held by every [`AccessLog`] clone; the last one dropped stops the writer (after it wrote
+/// what is buffered).
+#[derive(Debug)]
+struct Handle(Arc<Pending>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
+thread_local! {
+    /// The line being serialized, reused across requests on this thread.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl AccessLog {
@@ -58,81 +94,90 @@ impl AccessLog {
     pub fn stdout(format: Format, dropped: Counter) -> std::io::Result<Self> {
         match format {
             Format::Off => Ok(Self::off()),
-            Format::Json => Self::to_writer(std::io::stdout(), dropped, QUEUE_LINES),
+            Format::Json => Self::to_writer(std::io::stdout(), dropped, BUFFER_LIMIT),
         }
     }
 
     /// No access log.
     pub fn off() -> Self {
         Self {
-            queue: None,
+            shared: None,
             dropped: Counter::default(),
         }
     }
 
-    /// An access log written to `out` by a thread of its own, `queue` lines buffered at most.
+    /// An access log written to `out` by a thread of its own, `limit` bytes buffered at most.
     pub fn to_writer(
         out: impl Write + Send + 'static,
         dropped: Counter,
-        queue: usize,
+        limit: usize,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(queue);
+        let pending = Arc::new(Pending {
+            limit,
+            ..Pending::default()
+        });
+        let writer = Arc::clone(&pending);
         std::thread::Builder::new()
             .name("access-log".to_owned())
-            .spawn(move || write_lines(&rx, out))?;
+            .spawn(move || write_batches(&writer, out))?;
         Ok(Self {
-            queue: Some(tx),
+            shared: Some(Arc::new(Handle(pending))),
             dropped,
         })
     }
 
     /// True when lines are written.
     pub fn is_on(&self) -> bool {
-        self.queue.is_some()
+        self.shared.is_some()
     }
 
-    /// Queues `entry`'s line; never waits.
+    /// Buffers `entry`'s line; never waits for the writer.
     pub fn write(&self, entry: &Entry<'_>) {
-        let Some(queue) = &self.queue else { return };
-        let line = match serde_json::to_string(entry) {
-            Ok(line) => line,
-            Err(error) => {
+        let Some(handle) = &self.shared else { return };
+        let pending = &handle.0;
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if let Err(error) = serde_json::to_writer(&mut *line, entry) {
                 tracing::warn!(%error, "access log entry not serializable");
                 return;
             }
-        };
-        match queue.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            line.push(b'\n');
+            let mut buffer = pending.buffer.lock();
+            if buffer.len() + line.len() > pending.limit {
+                drop(buffer);
                 self.dropped.inc();
+                return;
             }
-            // The writer is gone (stdout closed): nothing can be logged any more.
-            Err(TrySendError::Disconnected(_)) => {
-                self.dropped.inc();
+            buffer.extend_from_slice(line);
+            if buffer.len() >= WAKE_AT {
+                pending.wake.notify_one();
             }
-        }
+        });
     }
 }
 
-/// Writes every queued line, flushing whenever the queue is empty; ends when every sender is
-/// gone or the output fails.
-fn write_lines(rx: &Receiver<String>, out: impl Write) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        let mut next = Some(line);
-        while let Some(line) = next {
-            if out
-                .write_all(line.as_bytes())
-                .and_then(|()| out.write_all(b"\n"))
-                .is_err()
-            {
-                return;
+/// Writes what accumulated every [`FLUSH_INTERVAL`] (or when woken), until every
+/// [`AccessLog`] is gone and the buffer is empty, or the output fails.
+fn write_batches(pending: &Pending, mut out: impl Write) {
+    let mut batch = Vec::new();
+    loop {
+        {
+            let mut buffer = pending.buffer.lock();
+            if buffer.is_empty() {
+                if pending.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                pending.wake.wait_for(&mut buffer, FLUSH_INTERVAL);
             }
-            next = rx.try_recv().ok();
+            std::mem::swap(&mut *buffer, &mut batch);
         }
-        if out.flush().is_err() {
+        if batch.is_empty() {
+            continue;
+        }
+        if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
             return;
         }
+        batch.clear();
     }
 }
 
@@ -267,10 +312,11 @@ impl Request {
 pub struct Logged {
     inner: Body,
     sent: u64,
-    pending: Option<Pending>,
+    pending: Option<Unwritten>,
 }
 
-struct Pending {
+/// A line still to be written when the response ends.
+struct Unwritten {
     log: AccessLog,
     request: Request,
     status: u16,
@@ -301,7 +347,7 @@ impl Logged {
             Logged {
                 inner,
                 sent: 0,
-                pending: Some(Pending {
+                pending: Some(Unwritten {
                     log: log.clone(),
                     request,
                     status,
@@ -320,7 +366,7 @@ impl Logged {
     }
 }
 
-impl Pending {
+impl Unwritten {
     fn write(self, sent: u64) {
         let r = &self.request;
         let route = self

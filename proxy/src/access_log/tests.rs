@@ -71,7 +71,7 @@ fn facts() -> Facts {
 #[test]
 fn a_line_carries_the_request_the_route_and_the_upstream() {
     let sink = Sink::default();
-    let log = AccessLog::to_writer(sink.clone(), Counter::default(), 16).expect("writer");
+    let log = AccessLog::to_writer(sink.clone(), Counter::default(), 1 << 20).expect("writer");
     let mut headers = HeaderMap::new();
     headers.insert(
         "traceparent",
@@ -119,7 +119,7 @@ fn a_line_carries_the_request_the_route_and_the_upstream() {
 #[test]
 fn a_response_dropped_before_its_end_is_logged_once_without_route() {
     let sink = Sink::default();
-    let log = AccessLog::to_writer(sink.clone(), Counter::default(), 16).expect("writer");
+    let log = AccessLog::to_writer(sink.clone(), Counter::default(), 1 << 20).expect("writer");
     let response = http::Response::builder()
         .status(404)
         .body(crate::body::full(Bytes::from_static(b"not found")))
@@ -155,6 +155,22 @@ impl Write for Stuck {
 
 #[test]
 fn a_blocked_writer_drops_and_counts_lines_instead_of_waiting() {
+    let write_one = |log: &AccessLog| {
+        let response = http::Response::new(crate::body::empty());
+        drop(Logged::wrap(
+            log,
+            request(&HeaderMap::new()),
+            Facts::new(true),
+            response,
+        ));
+    };
+    // How long one such line is.
+    let sink = Sink::default();
+    write_one(&AccessLog::to_writer(sink.clone(), Counter::default(), 1 << 20).expect("writer"));
+    sink.lines(1);
+    let length = sink.0.lock().len();
+    assert!(length > 100, "one line: {length} bytes");
+
     let (entered_tx, entered) = std::sync::mpsc::channel();
     let (go, go_rx) = std::sync::mpsc::channel();
     let stuck = Stuck {
@@ -162,26 +178,18 @@ fn a_blocked_writer_drops_and_counts_lines_instead_of_waiting() {
         go: go_rx,
     };
     let dropped = Counter::default();
-    let log = AccessLog::to_writer(stuck, dropped.clone(), 1).expect("writer");
-    let write_one = || {
-        let response = http::Response::new(crate::body::empty());
-        drop(Logged::wrap(
-            &log,
-            request(&HeaderMap::new()),
-            Facts::new(true),
-            response,
-        ));
-    };
-    write_one();
+    // Room for two lines and a half.
+    let log = AccessLog::to_writer(stuck, dropped.clone(), length * 5 / 2).expect("writer");
+    write_one(&log);
     entered
         .recv_timeout(Duration::from_secs(5))
         .expect("the writer thread writes the first line");
     let started = Instant::now();
     for _ in 0..10 {
-        write_one();
+        write_one(&log);
     }
-    // The writer is stuck on the first line: one more fits in the queue, nine are dropped.
-    assert_eq!(dropped.get(), 9);
+    // The writer is stuck on the first line: two more fit in the buffer, eight are dropped.
+    assert_eq!(dropped.get(), 8);
     assert!(started.elapsed() < Duration::from_secs(1), "never waits");
     drop(go);
 }
