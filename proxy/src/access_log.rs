@@ -26,6 +26,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
+        mpsc::Receiver,
     },
     task::{Context, Poll},
     time::{Duration, Instant, SystemTime},
@@ -64,22 +65,35 @@ pub struct AccessLog {
 
 /// The buffer the request path appends to and the writer drains.
 #[derive(Debug, Default)]
-struct Pending {
-    buffer: parking_lot::Mutex<Vec<u8>>,
+struct Buffer {
+    lines: parking_lot::Mutex<Vec<u8>>,
     wake: parking_lot::Condvar,
     closed: std::sync::atomic::AtomicBool,
     limit: usize,
 }
 
+impl Buffer {
+    /// Tells the writer to write what is left and stop. Under the lock, so the writer cannot
+    /// miss the wake-up between its check and its wait.
+    fn close(&self) {
+        let _lines = self.lines.lock();
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
 /// Held by every [`AccessLog`] clone; the last one dropped stops the writer (after it wrote
 /// what is buffered).
 #[derive(Debug)]
-struct Handle(Arc<Pending>);
+struct Handle {
+    buffer: Arc<Buffer>,
+    /// Disconnected when the writer thread has ended.
+    finished: parking_lot::Mutex<Option<Receiver<()>>>,
+}
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Release);
-        self.0.wake.notify_one();
+        self.buffer.close();
     }
 }
 
@@ -112,18 +126,36 @@ impl AccessLog {
         dropped: Counter,
         limit: usize,
     ) -> std::io::Result<Self> {
-        let pending = Arc::new(Pending {
+        let buffer = Arc::new(Buffer {
             limit,
-            ..Pending::default()
+            ..Buffer::default()
         });
-        let writer = Arc::clone(&pending);
+        let writer = Arc::clone(&buffer);
+        let (finished_tx, finished) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("access-log".to_owned())
-            .spawn(move || write_batches(&writer, out))?;
+            .spawn(move || {
+                write_batches(&writer, out);
+                drop(finished_tx);
+            })?;
         Ok(Self {
-            shared: Some(Arc::new(Handle(pending))),
+            shared: Some(Arc::new(Handle {
+                buffer,
+                finished: parking_lot::Mutex::new(Some(finished)),
+            })),
             dropped,
         })
+    }
+
+    /// Writes out what is buffered and stops the writer, waiting for it up to `wait` (at
+    /// shutdown, so the last requests' lines are not lost). Lines written afterwards are
+    /// dropped.
+    pub fn close(&self, wait: Duration) {
+        let Some(handle) = &self.shared else { return };
+        handle.buffer.close();
+        if let Some(finished) = handle.finished.lock().take() {
+            let _ = finished.recv_timeout(wait);
+        }
     }
 
     /// True when lines are written.
@@ -134,7 +166,7 @@ impl AccessLog {
     /// Buffers `entry`'s line; never waits for the writer.
     pub fn write(&self, entry: &Entry<'_>) {
         let Some(handle) = &self.shared else { return };
-        let pending = &handle.0;
+        let buffer = &handle.buffer;
         LINE.with_borrow_mut(|line| {
             line.clear();
             if let Err(error) = serde_json::to_writer(&mut *line, entry) {
@@ -142,34 +174,34 @@ impl AccessLog {
                 return;
             }
             line.push(b'\n');
-            let mut buffer = pending.buffer.lock();
-            if buffer.len() + line.len() > pending.limit {
-                drop(buffer);
+            let mut lines = buffer.lines.lock();
+            if lines.len() + line.len() > buffer.limit || buffer.closed.load(Ordering::Acquire) {
+                drop(lines);
                 self.dropped.inc();
                 return;
             }
-            buffer.extend_from_slice(line);
-            if buffer.len() >= WAKE_AT {
-                pending.wake.notify_one();
+            lines.extend_from_slice(line);
+            if lines.len() >= WAKE_AT {
+                buffer.wake.notify_one();
             }
         });
     }
 }
 
-/// Writes what accumulated every [`FLUSH_INTERVAL`] (or when woken), until every
-/// [`AccessLog`] is gone and the buffer is empty, or the output fails.
-fn write_batches(pending: &Pending, mut out: impl Write) {
+/// Writes what accumulated every [`FLUSH_INTERVAL`] (sooner when [`WAKE_AT`] bytes wait), until
+/// the log is closed and the buffer is empty, or the output fails.
+fn write_batches(buffer: &Buffer, mut out: impl Write) {
     let mut batch = Vec::new();
     loop {
         {
-            let mut buffer = pending.buffer.lock();
-            if buffer.is_empty() {
-                if pending.closed.load(Ordering::Acquire) {
-                    return;
-                }
-                pending.wake.wait_for(&mut buffer, FLUSH_INTERVAL);
+            let mut lines = buffer.lines.lock();
+            if !buffer.closed.load(Ordering::Acquire) && lines.len() < WAKE_AT {
+                buffer.wake.wait_for(&mut lines, FLUSH_INTERVAL);
             }
-            std::mem::swap(&mut *buffer, &mut batch);
+            if lines.is_empty() && buffer.closed.load(Ordering::Acquire) {
+                return;
+            }
+            std::mem::swap(&mut *lines, &mut batch);
         }
         if batch.is_empty() {
             continue;
@@ -260,8 +292,8 @@ pub struct RouteFacts {
 pub struct UpstreamFacts {
     /// The Cluster (`cluster/<namespace>/<service>/<port>`).
     pub cluster: String,
-    /// The endpoint of the last attempt.
-    pub endpoint: SocketAddr,
+    /// The endpoint of the last attempt (none when the Service had no endpoint).
+    pub endpoint: Option<SocketAddr>,
     /// Time spent waiting for upstream response headers, all attempts.
     pub duration: Duration,
     /// Attempts made.
@@ -303,6 +335,55 @@ impl Request {
             trace_id: trace_id(headers).map(str::to_owned),
             client,
             received,
+        }
+    }
+}
+
+/// A request being served: writes its line through [`Logged`] once there is a response, or
+/// with status 0 when it is dropped before (the client went away, or the connection was closed,
+/// before the response headers). The request path fills [`InFlight::facts`] meanwhile.
+#[derive(Debug)]
+pub struct InFlight {
+    log: AccessLog,
+    request: Option<Request>,
+    /// What the request path learned.
+    pub facts: Facts,
+}
+
+impl InFlight {
+    /// A request that arrived; `request` is `None` when the log is off (then nothing is
+    /// recorded or written).
+    pub fn new(log: &AccessLog, request: Option<Request>) -> Self {
+        Self {
+            log: log.clone(),
+            facts: Facts::new(request.is_some()),
+            request,
+        }
+    }
+
+    /// `response`, logged when its body ends.
+    pub fn respond(mut self, response: http::Response<Body>) -> http::Response<Body> {
+        match self.request.take() {
+            Some(request) => {
+                let facts = std::mem::take(&mut self.facts);
+                Logged::wrap(&self.log, request, facts, response)
+            }
+            None => response,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            Unwritten {
+                log: self.log.clone(),
+                request,
+                status: 0,
+                route: self.facts.route.take(),
+                upstream: self.facts.upstream.take(),
+            }
+            .write(0);
         }
     }
 }
@@ -388,7 +469,11 @@ impl Unwritten {
                 .upstream
                 .as_ref()
                 .and_then(|u| serval_common::names::service_of_cluster(&u.cluster)),
-            endpoint: self.upstream.as_ref().map(|u| u.endpoint.to_string()),
+            endpoint: self
+                .upstream
+                .as_ref()
+                .and_then(|u| u.endpoint)
+                .map(|e| e.to_string()),
             protocol: protocol(r.version),
             method: r.method.as_str(),
             host: &r.host,

@@ -100,12 +100,12 @@ pub async fn prepare(
 #[derive(Debug)]
 pub struct Inbound {
     inner: Incoming,
-    received: Arc<AtomicU64>,
+    received: Option<Arc<AtomicU64>>,
 }
 
 impl Inbound {
-    /// `inner`, counting into `received`.
-    pub fn new(inner: Incoming, received: Arc<AtomicU64>) -> Self {
+    /// `inner`, counting into `received` (if any: nothing is counted when no one reads it).
+    pub fn new(inner: Incoming, received: Option<Arc<AtomicU64>>) -> Self {
         Self { inner, received }
     }
 }
@@ -121,9 +121,9 @@ impl HttpBody for Inbound {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
+            && let Some(received) = &self.received
         {
-            self.received
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            received.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         polled
     }

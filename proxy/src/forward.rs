@@ -182,9 +182,23 @@ pub async fn forward(
             // A streaming body is only ever sent once (`retries` is 0 for it).
             (None, None) => return Err(ProxyError::BadRequest("request body already sent".into())),
         };
+        if facts.enabled {
+            facts
+                .upstream
+                .get_or_insert_with(|| UpstreamFacts {
+                    cluster: cluster.name.clone(),
+                    endpoint: None,
+                    duration: Duration::ZERO,
+                    attempts: 0,
+                })
+                .attempts = attempt + 1;
+        }
         let endpoint = cluster.pick().ok_or_else(|| ProxyError::NoEndpoints {
             cluster: cluster.name.clone(),
         })?;
+        if let Some(upstream) = &mut facts.upstream {
+            upstream.endpoint = Some(endpoint.addr);
+        }
         // The last attempt takes the headers; earlier ones (there are retries left) copy them.
         let headers = if attempt < retries {
             template.headers.clone()
@@ -201,17 +215,8 @@ pub async fn forward(
             policy.backend_timeout,
         )
         .await;
-        if facts.enabled {
-            let waited = started.elapsed();
-            let upstream = facts.upstream.get_or_insert_with(|| UpstreamFacts {
-                cluster: cluster.name.clone(),
-                endpoint: endpoint.addr,
-                duration: Duration::ZERO,
-                attempts: 0,
-            });
-            upstream.endpoint = endpoint.addr;
-            upstream.duration += waited;
-            upstream.attempts = attempt + 1;
+        if let Some(upstream) = &mut facts.upstream {
+            upstream.duration += started.elapsed();
         }
         let retryable = match (&result, retry) {
             (_, None) => false,

@@ -78,8 +78,11 @@ pub async fn handle(
     conn: Connection,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let received = Arc::new(AtomicU64::new(0));
-    let arrived = shared.access_log.is_on().then(|| {
+    let received = shared
+        .access_log
+        .is_on()
+        .then(|| Arc::new(AtomicU64::new(0)));
+    let arrived = received.as_ref().map(|received| {
         access_log::Request::arrived(
             req.method(),
             req.version(),
@@ -87,18 +90,16 @@ pub async fn handle(
             req.uri().path(),
             req.headers(),
             conn.peer,
-            Arc::clone(&received),
+            Arc::clone(received),
         )
     });
+    // Dropped with this future if the client goes away first: then it writes the line itself.
+    let mut in_flight = access_log::InFlight::new(&shared.access_log, arrived);
     let req = req.map(|body| Inbound::new(body, received));
-    let mut facts = access_log::Facts::new(arrived.is_some());
-    let result = proxy(&shared, conn, req, &mut facts).await;
+    let result = proxy(&shared, conn, req, &mut in_flight.facts).await;
     let response = result.unwrap_or_else(|error| error_response(&error));
     shared.metrics.record_response(response.status());
-    match arrived {
-        Some(request) => access_log::Logged::wrap(&shared.access_log, request, facts, response),
-        None => response,
-    }
+    in_flight.respond(response)
 }
 
 /// The response for a request that failed, logged by who is at fault.

@@ -70,7 +70,7 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
             upstream::Upstream::new(config.upstream),
             Arc::clone(&metrics),
         )
-        .with_access_log(access_log),
+        .with_access_log(access_log.clone()),
     );
     let listeners = Arc::new(listeners::Listeners::new(
         shared,
@@ -121,6 +121,8 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
     );
     client.run(shutdown, latch).await;
     listeners.drained().await;
+    // The requests that ended while draining are logged too.
+    access_log.close(Duration::from_secs(2));
     Ok(())
 }
 

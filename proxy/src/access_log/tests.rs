@@ -61,7 +61,7 @@ fn facts() -> Facts {
         }),
         upstream: Some(UpstreamFacts {
             cluster: serval_common::names::cluster("app", "svc", 8080),
-            endpoint: "127.0.0.1:9000".parse().expect("addr"),
+            endpoint: Some("127.0.0.1:9000".parse().expect("addr")),
             duration: Duration::from_micros(1_500),
             attempts: 2,
         }),
@@ -117,7 +117,31 @@ fn a_line_carries_the_request_the_route_and_the_upstream() {
 }
 
 #[test]
-fn a_response_dropped_before_its_end_is_logged_once_without_route() {
+fn a_response_read_to_its_end_then_dropped_is_logged_once() {
+    let sink = Sink::default();
+    let log = AccessLog::to_writer(sink.clone(), Counter::default(), 1 << 20).expect("writer");
+    let response = http::Response::builder()
+        .status(200)
+        .body(crate::body::full(Bytes::from_static(b"ok")))
+        .expect("response");
+    let mut logged = Logged::wrap(&log, request(&HeaderMap::new()), facts(), response).into_body();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        while let Some(frame) = logged.frame().await {
+            frame.expect("frame");
+        }
+    });
+    drop(logged);
+    log.close(Duration::from_secs(5));
+    let lines = sink.lines(1);
+    assert_eq!(lines.len(), 1, "written once: {lines:?}");
+    assert_eq!(lines[0]["bytes_sent"], 2);
+}
+
+#[test]
+fn a_response_dropped_before_its_end_is_logged_with_what_was_sent() {
     let sink = Sink::default();
     let log = AccessLog::to_writer(sink.clone(), Counter::default(), 1 << 20).expect("writer");
     let response = http::Response::builder()
@@ -126,13 +150,42 @@ fn a_response_dropped_before_its_end_is_logged_once_without_route() {
         .expect("response");
     let logged = Logged::wrap(&log, request(&HeaderMap::new()), Facts::new(true), response);
     drop(logged);
-    let line = &sink.lines(1)[0];
+    log.close(Duration::from_secs(5));
+    let lines = sink.lines(1);
+    assert_eq!(lines.len(), 1);
+    let line = &lines[0];
     assert_eq!(line["status"], 404);
     assert_eq!(line["bytes_sent"], 0);
     assert!(line["route"].is_null() && line["gateway"].is_null() && line["backend"].is_null());
     assert!(line["trace_id"].is_null());
-    drop(log);
-    assert_eq!(sink.lines(1).len(), 1, "written once");
+}
+
+#[test]
+fn a_request_dropped_before_its_response_is_logged_with_status_0() {
+    let sink = Sink::default();
+    let log = AccessLog::to_writer(sink.clone(), Counter::default(), 1 << 20).expect("writer");
+    let mut in_flight = InFlight::new(&log, Some(request(&HeaderMap::new())));
+    in_flight.facts = facts();
+    drop(in_flight);
+    // Off: nothing is recorded or written.
+    drop(InFlight::new(&log, None));
+    log.close(Duration::from_secs(5));
+    let lines = sink.lines(1);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["status"], 0);
+    assert_eq!(lines[0]["route"], "app/web");
+    assert_eq!(lines[0]["endpoint"], "127.0.0.1:9000");
+}
+
+#[test]
+fn lines_after_close_are_dropped_and_counted() {
+    let sink = Sink::default();
+    let dropped = Counter::default();
+    let log = AccessLog::to_writer(sink.clone(), dropped.clone(), 1 << 20).expect("writer");
+    log.close(Duration::from_secs(5));
+    drop(InFlight::new(&log, Some(request(&HeaderMap::new()))));
+    assert_eq!(dropped.get(), 1);
+    assert!(sink.0.lock().is_empty());
 }
 
 /// A `Write` that says when it is entered, then blocks until told to go on.
