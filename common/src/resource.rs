@@ -15,6 +15,9 @@ use std::fmt;
 
 const TYPE_URL_PREFIX: &str = "type.googleapis.com/serval.config.v1.";
 
+/// What dumps show instead of a private key.
+pub const REDACTED: &str = "[redacted]";
+
 /// The kinds of configuration resources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceKind {
@@ -241,6 +244,8 @@ impl Resource {
             Self::Listener(l) => match &l.protocol {
                 Some(pb::listener::Protocol::Http(http)) => {
                     out.push(http.route_config_name.clone());
+                    let certificates = http.tls.iter().flat_map(|t| &t.certificates);
+                    out.extend(certificates.flat_map(|c| c.secrets.iter().cloned()));
                 }
                 Some(pb::listener::Protocol::Tcp(l4) | pb::listener::Protocol::Udp(l4)) => {
                     out.extend(
@@ -280,9 +285,28 @@ impl Resource {
         out
     }
 
-    /// The payload as proto3 JSON (for `/config_dump` and golden files).
+    /// This resource with private keys replaced by [`REDACTED`], for what people read
+    /// (`/config_dump`, `GetProxyConfig`, golden files); everything else is unchanged.
+    pub fn redacted(&self) -> std::borrow::Cow<'_, Self> {
+        match self {
+            Self::Secret(pb::Secret {
+                name,
+                kind: Some(pb::secret::Kind::TlsCertificate(tls)),
+            }) => std::borrow::Cow::Owned(Self::Secret(pb::Secret {
+                name: name.clone(),
+                kind: Some(pb::secret::Kind::TlsCertificate(pb::TlsCertificate {
+                    certificate_chain: tls.certificate_chain.clone(),
+                    private_key: REDACTED.as_bytes().to_vec(),
+                })),
+            })),
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
+    /// The payload as proto3 JSON (for `/config_dump` and golden files), private keys
+    /// [`redacted`](Self::redacted).
     pub fn to_json(&self) -> serde_json::Value {
-        let value = match self {
+        let value = match &*self.redacted() {
             Self::Listener(r) => serde_json::to_value(r),
             Self::RouteConfig(r) => serde_json::to_value(r),
             Self::AttachedRoute(r) => serde_json::to_value(r),

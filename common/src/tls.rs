@@ -10,7 +10,10 @@
 //! - `urn:serval:gatewayclass:NAME`: a proxy that may serve every Gateway of this class;
 //! - `urn:serval:admin`: an operator who may use the admin service (`proxy-status`).
 //!
-//! This module does not decide what an identity allows; the delta server does.
+//! This module does not decide what an identity allows; the delta server does. Certificates of
+//! HTTPS listeners are in [`serving`].
+
+pub mod serving;
 
 use rustls::{
     ClientConfig, RootCertStore, ServerConfig,

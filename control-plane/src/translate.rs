@@ -13,6 +13,7 @@
 
 mod attach;
 mod backends;
+mod certificates;
 mod filters;
 mod gateway;
 mod gateway_class;

@@ -143,6 +143,7 @@ fn big(version: usize, size: usize) -> Snapshot {
             gateway: "ns/gw".into(),
             protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                 route_config_name: rc.clone(),
+                ..Default::default()
             })),
             ..Default::default()
         }),

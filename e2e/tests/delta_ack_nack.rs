@@ -114,6 +114,7 @@ fn initial(ip: std::net::Ipv4Addr, echo: SocketAddr) -> Vec<discovery::Resource>
             section_names: vec!["http".into()],
             protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                 route_config_name: names::route_config("default", "gw", 8080),
+                ..Default::default()
             })),
         })),
         resource(Resource::RouteConfig(pb::RouteConfig {

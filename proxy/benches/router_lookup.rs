@@ -118,6 +118,7 @@ fn router(n: usize, shape: Shape) -> Router {
             section_names: vec!["http".into()],
             protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                 route_config_name: "routeconfig/b/gw/80".into(),
+                ..Default::default()
             })),
         }),
         Resource::RouteConfig(pb::RouteConfig {

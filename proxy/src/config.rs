@@ -48,6 +48,8 @@ pub struct ListenerConfig {
     pub router: Router,
     /// Set for a TCP proxy socket (TCPRoute): connections go to these backends, not to HTTP.
     pub tcp: Option<Arc<L4Backends>>,
+    /// Set for an HTTPS socket: TLS is terminated with this configuration before HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Holds the current configuration.

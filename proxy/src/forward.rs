@@ -103,7 +103,7 @@ impl Template {
 /// Forwards `out` to `cluster`.
 pub async fn forward(
     shared: &Shared,
-    peer: SocketAddr,
+    conn: crate::http::Connection,
     out: Outgoing,
     cluster: &Arc<Cluster>,
     policy: Policy<'_>,
@@ -124,10 +124,10 @@ pub async fn forward(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
-    append_forwarded_for(&mut headers, peer);
+    append_forwarded_for(&mut headers, conn.peer);
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(conn.scheme()),
     );
     let mut template = Template {
         method: parts.method,

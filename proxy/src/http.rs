@@ -70,6 +70,16 @@ pub struct Connection {
     pub listener: SocketAddr,
     /// The client.
     pub peer: SocketAddr,
+    /// The connection came through TLS (an HTTPS listener).
+    pub tls: bool,
+}
+
+impl Connection {
+    /// `https` on a TLS connection, else `http`: what redirects keep and `x-forwarded-proto`
+    /// says.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
 }
 
 /// Handles one request.
@@ -180,7 +190,8 @@ async fn serve_route(
     let prefix = route.matched_prefix();
     apply_request_filters(&route.filters, &mut parts, &mut authority, prefix)?;
     let port = conn.listener.port();
-    let facts = |parts, authority| request_facts(parts, authority, port, prefix);
+    let scheme = conn.scheme();
+    let facts = |parts, authority| request_facts(parts, authority, (scheme, port), prefix);
     let response = match &route.action {
         Action::Direct(d) => direct(d),
         Action::Redirect(r) => redirect_response(r.status, &r.location(facts(&parts, &authority))),
@@ -213,8 +224,7 @@ async fn serve_route(
                         body,
                     };
                     let response =
-                        forward::forward(shared, conn.peer, out, cluster, policy, log_facts)
-                            .await?;
+                        forward::forward(shared, conn, out, cluster, policy, log_facts).await?;
                     respond(&backend.filters, None, response)
                 }
             }
@@ -227,11 +237,11 @@ async fn serve_route(
 fn request_facts<'a>(
     parts: &'a Parts,
     authority: &'a str,
-    listener_port: u16,
+    (scheme, listener_port): (&'static str, u16),
     matched_prefix: Option<&'a str>,
 ) -> RequestFacts<'a> {
     RequestFacts {
-        scheme: "http",
+        scheme,
         host: host_of_str(authority),
         listener_port,
         path: parts.uri.path(),

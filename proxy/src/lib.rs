@@ -21,6 +21,7 @@ pub mod l4;
 pub mod listeners;
 pub mod metrics;
 pub mod router;
+pub mod tls;
 pub mod upstream;
 pub mod xds;
 

@@ -4,7 +4,10 @@
 //! drain timeout, after which they are closed. A dropped socket that overlaps an added one is
 //! closed before the bind (see `xds::apply`).
 //!
-//! Each connection is served with hyper's auto builder: HTTP/1.1 and HTTP/2 with prior knowledge.
+//! Each connection is served with hyper's auto builder: HTTP/1.1 and HTTP/2 with prior knowledge,
+//! or, on an HTTPS socket, after a TLS handshake (run in the connection's own task, bounded by
+//! [`TLS_HANDSHAKE_TIMEOUT`], with the certificates of the configuration current at accept; see
+//! `tls`).
 
 use crate::{
     config::Config,
@@ -24,6 +27,9 @@ use tokio::{
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client may take to complete a TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A socket could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +260,27 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// The HTTP service of one connection.
+fn service(
+    shared: &Arc<Shared>,
+    conn: Connection,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<crate::body::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<hyper::Response<crate::body::Body>, std::convert::Infallible>>
+             + Send
+             + 'static,
+> + Clone
++ Send
++ 'static {
+    let shared = Arc::clone(shared);
+    hyper::service::service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, std::convert::Infallible>(http::handle(shared, conn, req).await) }
+    })
+}
+
 async fn accept_loop(
     socket: TcpListener,
     addr: SocketAddr,
@@ -275,6 +302,7 @@ async fn accept_loop(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
     loop {
         let (stream, peer) = tokio::select! {
             _ = removed.fired() => break,
@@ -290,38 +318,66 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        // A TCPRoute listener proxies bytes; the configuration is read once per connection.
-        let tcp = shared
+        // Reap finished connections so the set only holds open ones.
+        while connections.try_join_next().is_some() {}
+        // A TCPRoute listener proxies bytes; an HTTPS one terminates TLS first. The configuration
+        // is read once per connection.
+        let (tcp, tls) = shared
             .store
             .load()
             .listeners
             .get(&addr)
-            .and_then(|l| l.tcp.clone());
+            .map(|l| (l.tcp.clone(), l.tls.clone()))
+            .unwrap_or_default();
         if let Some(backends) = tcp {
-            while connections.try_join_next().is_some() {}
             connections.spawn(crate::l4::proxy_tcp(stream, peer, backends));
             continue;
         }
         let conn = Connection {
             listener: addr,
             peer,
+            tls: tls.is_some(),
         };
-        let shared = Arc::clone(&shared);
-        let service = hyper::service::service_fn(move |req| {
-            let shared = Arc::clone(&shared);
-            async move { Ok::<_, std::convert::Infallible>(http::handle(shared, conn, req).await) }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(connection);
-        // Reap finished connections so the set only holds open ones.
-        while connections.try_join_next().is_some() {}
-        connections.spawn(async move {
-            if let Err(error) = watched.await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
+        let service = service(&shared, conn);
+        match tls {
+            None => {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let watched = graceful.watch(connection);
+                connections.spawn(async move {
+                    if let Err(error) = watched.await {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(tls) => {
+                let (builder, watcher) = (Arc::clone(&builder), graceful.watcher());
+                let shared = Arc::clone(&shared);
+                connections.spawn(async move {
+                    let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            shared.metrics.tls_handshake_failures.inc();
+                            tracing::debug!(%error, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            shared.metrics.tls_handshake_failures.inc();
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(socket);
     let _ = closed.send(());

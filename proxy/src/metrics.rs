@@ -36,6 +36,8 @@ pub struct Metrics {
     pub mirrors: Family<Vec<(String, String)>, Counter>,
     /// WebSocket (HTTP/1.1 upgrade) tunnels opened.
     pub upgrades: Counter,
+    /// TLS handshakes on HTTPS sockets that failed or timed out.
+    pub tls_handshake_failures: Counter,
 }
 
 impl Metrics {
@@ -58,6 +60,7 @@ impl Metrics {
             timeouts: Family::default(),
             mirrors: Family::default(),
             upgrades: Counter::default(),
+            tls_handshake_failures: Counter::default(),
         };
         registry.register(
             "http_responses",
@@ -128,6 +131,11 @@ impl Metrics {
             "upgrades",
             "WebSocket upgrade tunnels opened",
             m.upgrades.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on HTTPS listeners that failed or timed out",
+            m.tls_handshake_failures.clone(),
         );
         m
     }

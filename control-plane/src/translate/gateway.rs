@@ -1,10 +1,11 @@
 //! Gateway: addresses, listener validation (protocol, allowed route kinds, conflicts on one port)
 //! and the Gateway's status with per-listener conditions and attached-route counts.
 //!
-//! Route attachment itself is decided in `attach`; this module only counts what attached.
+//! Route attachment itself is decided in `attach`; this module only counts what attached. The
+//! certificates of HTTPS listeners are resolved in `certificates`.
 
 use super::{
-    Options,
+    Options, certificates,
     inputs::{Inputs, Key},
     status::{Condition, GATEWAY_API_VERSION, ObjectStatus, StatusMetadata, condition, reason},
 };
@@ -12,9 +13,11 @@ use gateway_api::gateways::{
     Gateway, GatewayListenersAllowedRoutesNamespacesFrom as From,
     GatewayListenersAllowedRoutesNamespacesSelector as Selector,
 };
+use serval_common::Resource;
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
+    sync::Arc,
 };
 
 /// The API group of Gateway API kinds.
@@ -61,6 +64,8 @@ pub(super) struct ListenerModel {
     pub(super) unresolved: Option<(&'static str, String)>,
     /// Why it conflicts with another listener on its port (reason).
     pub(super) conflicted: Option<&'static str>,
+    /// HTTPS: the `Secret` resources of the certificateRefs that resolved, in reference order.
+    pub(super) certificates: Vec<Arc<Resource>>,
     pub(super) attached_routes: u32,
 }
 
@@ -73,9 +78,17 @@ pub(super) enum AllowedNamespaces {
 }
 
 impl ListenerModel {
-    /// True if traffic is served on this listener.
+    /// True if traffic is served on this listener (an HTTPS listener needs a certificate).
     pub(super) fn is_programmed(&self) -> bool {
-        self.not_accepted.is_none() && self.conflicted.is_none() && !self.supported_kinds.is_empty()
+        self.not_accepted.is_none()
+            && self.conflicted.is_none()
+            && !self.supported_kinds.is_empty()
+            && (self.protocol != "HTTPS" || !self.certificates.is_empty())
+    }
+
+    /// True for the listeners HTTPRoutes and GRPCRoutes are served on (HTTP and HTTPS).
+    pub(super) fn serves_http(&self) -> bool {
+        matches!(self.protocol.as_str(), "HTTP" | "HTTPS")
     }
 
     /// True if routes from `route_ns` may attach (gateway in `gateway_ns`).
@@ -98,7 +111,7 @@ impl ListenerModel {
 /// Route kinds each protocol can serve.
 fn kinds_for(protocol: &str) -> &'static [&'static str] {
     match protocol {
-        "HTTP" => &["GRPCRoute", "HTTPRoute"],
+        "HTTP" | "HTTPS" => &["GRPCRoute", "HTTPRoute"],
         "TCP" => &["TCPRoute"],
         "UDP" => &["UDPRoute"],
         _ => &[],
@@ -111,7 +124,7 @@ pub(super) fn analyze(inputs: &Inputs, classes: &BTreeSet<String>) -> Vec<Gatewa
         .gateways
         .iter()
         .filter(|(_, gw)| classes.contains(&gw.spec.gateway_class_name))
-        .map(|(key, gw)| analyze_one(key, gw))
+        .map(|(key, gw)| analyze_one(inputs, key, gw))
         .collect();
     mark_cross_gateway_conflicts(&mut gateways);
     gateways
@@ -121,7 +134,7 @@ pub(super) fn analyze(inputs: &Inputs, classes: &BTreeSet<String>) -> Vec<Gatewa
 /// or a wildcard IP) but cannot share it: an HTTP and a TCP listener, or two TCP (or two UDP)
 /// proxies. The Gateway that sorts later gets its listener `Conflicted`, so the proxies never
 /// receive two things to serve on one socket. HTTP listeners of several Gateways do share a
-/// socket (their virtual hosts are merged).
+/// socket (their virtual hosts are merged), and so do HTTPS listeners (their certificates too).
 fn mark_cross_gateway_conflicts(gateways: &mut [GatewayModel]) {
     let mut by_port: BTreeMap<(u16, bool), Vec<(usize, usize)>> = BTreeMap::new();
     for (g, gateway) in gateways.iter().enumerate() {
@@ -146,7 +159,7 @@ fn mark_cross_gateway_conflicts(gateways: &mut [GatewayModel]) {
                 let (a, b) = (mine.bind_ip?, other.bind_ip?);
                 let overlap = og != g && (a == b || a.is_unspecified() || b.is_unspecified());
                 let (p, q) = (&mine.listeners[l].protocol, &other.listeners[ol].protocol);
-                if !overlap || (p == "HTTP" && q == "HTTP") {
+                if !overlap || (p == q && matches!(p.as_str(), "HTTP" | "HTTPS")) {
                     return None;
                 }
                 Some(if p == q {
@@ -165,7 +178,7 @@ fn mark_cross_gateway_conflicts(gateways: &mut [GatewayModel]) {
     }
 }
 
-fn analyze_one(key: &Key, gateway: &Gateway) -> GatewayModel {
+fn analyze_one(inputs: &Inputs, key: &Key, gateway: &Gateway) -> GatewayModel {
     let mut model = GatewayModel {
         key: key.clone(),
         class: gateway.spec.gateway_class_name.clone(),
@@ -225,13 +238,19 @@ fn analyze_one(key: &Key, gateway: &Gateway) -> GatewayModel {
         ));
     }
     for listener in &gateway.spec.listeners {
-        model.listeners.push(analyze_listener(listener));
+        model
+            .listeners
+            .push(analyze_listener(inputs, &key.0, listener));
     }
     mark_conflicts(&mut model.listeners);
     model
 }
 
-fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerModel {
+fn analyze_listener(
+    inputs: &Inputs,
+    gateway_ns: &str,
+    l: &gateway_api::gateways::GatewayListeners,
+) -> ListenerModel {
     let mut not_accepted = None;
     let port = u16::try_from(l.port).ok().filter(|p| *p != 0);
     if port.is_none() {
@@ -309,6 +328,13 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
         }
         _ => AllowedNamespaces::Same,
     };
+    let mut certificates = Vec::new();
+    if l.protocol == "HTTPS" {
+        let resolved = certificates::resolve(inputs, gateway_ns, l);
+        certificates = resolved.secrets;
+        not_accepted = not_accepted.or(resolved.not_accepted);
+        unresolved = unresolved.or(resolved.unresolved);
+    }
     ListenerModel {
         name: l.name.clone(),
         port: port.unwrap_or(0),
@@ -320,6 +346,7 @@ fn analyze_listener(l: &gateway_api::gateways::GatewayListeners) -> ListenerMode
         not_accepted,
         unresolved,
         conflicted: None,
+        certificates,
         attached_routes: 0,
     }
 }

@@ -1,5 +1,7 @@
 //! Listeners, RouteConfigs and AttachedRoutes: one `Listener` and one `RouteConfig` per Gateway
-//! port (naming the programmed listeners on it with their hostnames), and one `AttachedRoute` per
+//! port (naming the programmed listeners on it with their hostnames; on an HTTPS port the
+//! Listener also names each listener's certificates, whose `Secret` resources are added here, so
+//! only Secrets a served listener uses exist), and one `AttachedRoute` per
 //! route and Gateway (its matches with their precedence, and the listeners and hostnames they are
 //! reachable through).
 //!
@@ -71,7 +73,7 @@ pub(super) fn build(
         let Some(ip) = gateway.bind_ip else { continue };
         let mut ports: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, l) in gateway.listeners.iter().enumerate() {
-            if l.is_programmed() && l.protocol == "HTTP" {
+            if l.is_programmed() && l.serves_http() {
                 ports.entry(l.port).or_default().push(i);
             }
         }
@@ -89,6 +91,7 @@ pub(super) fn build(
                 })
                 .collect();
             hosts.sort_by(|a, b| a.section_name.cmp(&b.section_name));
+            let tls = tls_termination(gateway, &listeners, resources);
             let listener_name = names::listener(ns, name, port);
             resources.insert(
                 listener_name.clone(),
@@ -103,6 +106,7 @@ pub(super) fn build(
                     section_names: hosts.iter().map(|h| h.section_name.clone()).collect(),
                     protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                         route_config_name: route_config_name.clone(),
+                        tls,
                     })),
                 })),
             );
@@ -142,7 +146,32 @@ pub(super) fn build(
     *built = next;
 }
 
-/// (gateway, listener) → the RouteConfig serving it, for programmed HTTP listeners.
+/// How the HTTPS `listeners` (indexes into `gateway.listeners`, all on one port) terminate TLS,
+/// with their `Secret` resources added to `resources`; `None` on an HTTP port.
+fn tls_termination(
+    gateway: &GatewayModel,
+    listeners: &[usize],
+    resources: &mut super::Resources,
+) -> Option<pb::TlsTermination> {
+    let mut certificates = Vec::new();
+    for l in listeners.iter().map(|i| &gateway.listeners[*i]) {
+        if l.protocol != "HTTPS" {
+            continue;
+        }
+        for secret in &l.certificates {
+            resources.insert(secret.name().to_owned(), Arc::clone(secret));
+        }
+        certificates.push(pb::SniCertificates {
+            section_name: l.name.clone(),
+            hostname: l.hostname.clone().unwrap_or_else(|| "*".to_owned()),
+            secrets: l.certificates.iter().map(|s| s.name().to_owned()).collect(),
+        });
+    }
+    certificates.sort_by(|a, b| a.section_name.cmp(&b.section_name));
+    (!certificates.is_empty()).then_some(pb::TlsTermination { certificates })
+}
+
+/// (gateway, listener) → the RouteConfig serving it, for programmed HTTP and HTTPS listeners.
 pub(super) fn served(gateways: &[GatewayModel]) -> Served {
     let mut served = Served::new();
     for (g, gateway) in gateways.iter().enumerate() {
@@ -150,7 +179,7 @@ pub(super) fn served(gateways: &[GatewayModel]) -> Served {
             continue;
         }
         for (i, l) in gateway.listeners.iter().enumerate() {
-            if l.is_programmed() && l.protocol == "HTTP" {
+            if l.is_programmed() && l.serves_http() {
                 let (ns, name) = (&gateway.key.0, &gateway.key.1);
                 served.insert((g, i), names::route_config(ns, name, l.port));
             }

@@ -61,6 +61,9 @@ pub mod reason {
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
     /// A cross-namespace reference without a ReferenceGrant.
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+    /// A listener's certificateRef names no usable TLS Secret (missing, wrong group or kind,
+    /// malformed certificate or key).
+    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
     /// A field has a value this implementation does not support.
     pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
     /// A rule combines filters that cannot be used together (RequestRedirect and URLRewrite).

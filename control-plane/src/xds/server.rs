@@ -475,7 +475,17 @@ impl AdminService for Admin {
             (Some(view), _) => view
                 .resources
                 .iter()
-                .map(|(name, v)| v.to_wire(name))
+                .map(|(name, v)| match v.resource.redacted() {
+                    // Private keys are never shown, even to an operator.
+                    std::borrow::Cow::Owned(redacted) => {
+                        serval_common::proto::discovery::v1::Resource {
+                            name: name.clone(),
+                            version: v.version.to_string(),
+                            resource: Some(redacted.to_any()),
+                        }
+                    }
+                    std::borrow::Cow::Borrowed(_) => v.to_wire(name),
+                })
                 .collect(),
             (None, Some(initial)) => initial
                 .iter()

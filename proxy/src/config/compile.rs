@@ -5,7 +5,7 @@
 //! held, so a configuration is applied whole or not at all.
 
 use super::{Config, ListenerConfig, UdpListenerConfig};
-use crate::l4::L4Backends;
+use crate::{l4::L4Backends, tls};
 use crate::{
     router::{
         Action, Backend, DirectResponse, Route, Router, Target, WeightedBackends,
@@ -54,7 +54,7 @@ impl CompileError {
     }
 }
 
-pub(super) fn invalid(
+pub(crate) fn invalid(
     resource: &str,
     field: impl Into<String>,
     reason: impl Into<String>,
@@ -155,6 +155,8 @@ pub struct Compiled {
     pub users: Held<imbl::OrdSet<String>>,
     /// RouteConfig name → its index and virtual hosts (RouteConfigs an HTTP listener serves).
     pub hosts: Held<RouteConfigHosts>,
+    /// Secret name → (its version, its compiled key), for the Secrets HTTPS listeners use.
+    pub secrets: Held<(String, Arc<rustls::sign::CertifiedKey>)>,
 }
 
 /// Adds `value` to the set at `key`.
@@ -270,6 +272,9 @@ pub fn compile_with(
         let mut router = Router::default();
         let mut names = Vec::new();
         let mut tcp = None;
+        // HTTPS: the certificates of every Listener on the socket; plain HTTP seen too.
+        let mut https: Option<tls::SniResolver> = None;
+        let mut plain_http = false;
         for l in ls {
             names.push(l.name.clone());
             match &l.protocol {
@@ -295,9 +300,45 @@ pub fn compile_with(
                         .map(Vec::as_slice)
                         .unwrap_or_default();
                     route_table::add(&mut router, rc, attached, &mut routes)?;
+                    match &http.tls {
+                        None => plain_http = true,
+                        Some(termination) => {
+                            let resolver = https.get_or_insert_with(Default::default);
+                            for (i, sni) in termination.certificates.iter().enumerate() {
+                                let mut keys = Vec::with_capacity(sni.secrets.len());
+                                for secret in &sni.secrets {
+                                    keys.push(secret_key(
+                                        (&l.name, i),
+                                        secret,
+                                        (&resources, &versions),
+                                        previous,
+                                        &mut compiled.secrets,
+                                    )?);
+                                }
+                                resolver.add(&sni.hostname, keys);
+                            }
+                        }
+                    }
                 }
             }
         }
+        if https.is_some() && (plain_http || tcp.is_some()) {
+            return Err(invalid(
+                &names.join(", "),
+                "protocol",
+                format!("{addr} is both an HTTPS and an HTTP or TCP listener"),
+            ));
+        }
+        let tls = match https {
+            None => None,
+            Some(resolver) => Some(tls::server_config(resolver).map_err(|e| {
+                invalid(
+                    &names.join(", "),
+                    "http.tls",
+                    format!("TLS configuration: {e}"),
+                )
+            })?),
+        };
         if tcp.is_some() && !router.hosts.is_empty() {
             return Err(invalid(
                 &names.join(", "),
@@ -305,7 +346,15 @@ pub fn compile_with(
                 format!("{addr} is both an HTTP and a TCP listener"),
             ));
         }
-        listeners.insert(addr, ListenerConfig { names, router, tcp });
+        listeners.insert(
+            addr,
+            ListenerConfig {
+                names,
+                router,
+                tcp,
+                tls,
+            },
+        );
     }
     let mut udp = BTreeMap::new();
     for (addr, ls) in udp_sockets {
@@ -330,6 +379,40 @@ pub fn compile_with(
         udp,
         compiled,
     })
+}
+
+/// The compiled key of the Secret `name` that certificate entry `i` of Listener `listener`
+/// names: reused from `previous` when its version is unchanged, recorded in `secrets`.
+fn secret_key(
+    (listener, i): (&str, usize),
+    name: &str,
+    (resources, versions): (&Held<Arc<Resource>>, &Held<String>),
+    previous: Option<&Compiled>,
+    secrets: &mut Held<(String, Arc<rustls::sign::CertifiedKey>)>,
+) -> Result<Arc<rustls::sign::CertifiedKey>, CompileError> {
+    let version = versions.get(name).cloned().unwrap_or_default();
+    // Compiled already for another listener of this configuration.
+    if let Some((_, key)) = secrets.get(name) {
+        return Ok(Arc::clone(key));
+    }
+    let reused = previous
+        .and_then(|p| p.secrets.get(name))
+        .filter(|(v, _)| !version.is_empty() && *v == version)
+        .map(|(_, key)| Arc::clone(key));
+    let key = match reused {
+        Some(key) => key,
+        None => {
+            let Some(Resource::Secret(secret)) = resources.get(name).map(|r| &**r) else {
+                return Err(CompileError::Missing {
+                    resource: format!("{listener} (http.tls.certificates[{i}])"),
+                    missing: name.to_owned(),
+                });
+            };
+            tls::certified_key(secret)?
+        }
+    };
+    secrets.insert(name.to_owned(), (version, Arc::clone(&key)));
+    Ok(key)
 }
 
 fn l4_backends(

@@ -22,6 +22,7 @@ fn http_listener(gateway: &str, class: &str) -> Resource {
         section_names: vec!["http".into()],
         protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
             route_config_name: format!("routeconfig/{gateway}/80"),
+            ..Default::default()
         })),
         ..Default::default()
     })

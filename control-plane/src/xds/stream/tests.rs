@@ -22,6 +22,7 @@ fn snapshot(listeners: &[(&str, u16)]) -> Snapshot {
                 gateway_class: String::new(),
                 protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
                     route_config_name: rc.clone(),
+                    ..Default::default()
                 })),
                 ..Default::default()
             }),

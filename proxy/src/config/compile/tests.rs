@@ -15,6 +15,7 @@ pub(super) fn listener(gw: &str, ip: &str, port: u32) -> Resource {
         section_names: vec!["http".into()],
         protocol: Some(pb::listener::Protocol::Http(pb::HttpListener {
             route_config_name: names::route_config("ns", gw, 80),
+            ..Default::default()
         })),
     })
 }
