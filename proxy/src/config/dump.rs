@@ -1,4 +1,5 @@
-//! The `GET /config_dump` view: the applied version and every held resource as proto3 JSON.
+//! The `GET /config_dump` view: the applied version and every held resource as proto3 JSON
+//! (private keys redacted).
 
 use super::Config;
 use serde::Serialize;
@@ -21,6 +22,8 @@ pub struct DumpSocket {
     pub address: String,
     /// Listener resources served there.
     pub listeners: Vec<String>,
+    /// TLS is terminated there (HTTPS).
+    pub tls: bool,
 }
 
 /// One resource.
@@ -47,6 +50,7 @@ impl Dump {
                 .map(|(addr, l)| DumpSocket {
                     address: addr.to_string(),
                     listeners: l.names.clone(),
+                    tls: l.tls.is_some(),
                 })
                 .collect(),
             resources: config
