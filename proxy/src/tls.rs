@@ -118,16 +118,15 @@ pub fn server_config(resolver: SniResolver) -> Result<Arc<ServerConfig>, rustls:
     Ok(Arc::new(config))
 }
 
-/// The process's session cache and ticketer (`None` if the ticketer cannot be made: then only
-/// session ids resume).
-fn shared_resumption() -> &'static (
+/// A session cache and a ticketer (`None` if it cannot be made: then only session ids resume).
+type Resumption = (
     Arc<dyn StoresServerSessions>,
     Option<Arc<dyn ProducesTickets>>,
-) {
-    static SHARED: OnceLock<(
-        Arc<dyn StoresServerSessions>,
-        Option<Arc<dyn ProducesTickets>>,
-    )> = OnceLock::new();
+);
+
+/// The process's [`Resumption`], shared by every configuration version.
+fn shared_resumption() -> &'static Resumption {
+    static SHARED: OnceLock<Resumption> = OnceLock::new();
     SHARED.get_or_init(|| {
         let sessions: Arc<dyn StoresServerSessions> =
             rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);

@@ -72,18 +72,18 @@ mod tests {
         assert_eq!(certified.cert.len(), 1);
 
         let (_, other_key) = pair("b.example");
-        let mismatch = certified_key(cert.as_bytes(), other_key.as_bytes()).unwrap_err();
+        let mismatch = certified_key(cert.as_bytes(), other_key.as_bytes()).expect_err("refused");
         assert_eq!(mismatch.field, "private_key");
         assert!(mismatch.reason.contains("does not match"), "{mismatch}");
 
-        let no_cert = certified_key(b"Hello world\n", key.as_bytes()).unwrap_err();
+        let no_cert = certified_key(b"Hello world\n", key.as_bytes()).expect_err("refused");
         assert_eq!(no_cert.field, "certificate_chain");
-        let no_key = certified_key(cert.as_bytes(), b"Hello world\n").unwrap_err();
+        let no_key = certified_key(cert.as_bytes(), b"Hello world\n").expect_err("refused");
         assert_eq!(no_key.field, "private_key");
 
         let garbage_cert =
             "-----BEGIN CERTIFICATE-----\nSGVsbG8gd29ybGQK\n-----END CERTIFICATE-----\n";
-        let bad_leaf = certified_key(garbage_cert.as_bytes(), key.as_bytes()).unwrap_err();
+        let bad_leaf = certified_key(garbage_cert.as_bytes(), key.as_bytes()).expect_err("refused");
         assert_eq!(bad_leaf.field, "certificate_chain", "{bad_leaf}");
     }
 }

@@ -2,12 +2,12 @@
 //! an in-memory pipe.
 
 use super::*;
+use parking_lot::Mutex;
 use rustls::{
     ClientConfig, DigitallySignedStruct, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
-use std::sync::Mutex;
 
 /// A certificate for `name` with a key of `alg`, as a Secret resource and its leaf (DER).
 fn secret(name: &str, alg: &'static rcgen::SignatureAlgorithm) -> (pb::Secret, Vec<u8>) {
@@ -40,7 +40,7 @@ impl ServerCertVerifier for Recorder {
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.leaf.lock().expect("lock") = Some(end_entity.to_vec());
+        *self.leaf.lock() = Some(end_entity.to_vec());
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
@@ -102,7 +102,7 @@ async fn handshake(
         .expect("server task")
         .map_err(|e| e.to_string())?;
     let alpn = connected.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-    let leaf = recorder.leaf.lock().expect("lock").clone().expect("a leaf");
+    let leaf = recorder.leaf.lock().clone().expect("a leaf");
     Ok((leaf, alpn))
 }
 
@@ -179,13 +179,13 @@ async fn the_first_certificate_the_client_can_verify_is_presented() {
 fn a_bad_secret_is_rejected_naming_it_and_the_field() {
     let (good, _) = secret("a.example.com", &rcgen::PKCS_ED25519);
     let (other, _) = secret("b.example.com", &rcgen::PKCS_ED25519);
-    let mut mismatched = good.clone();
+    let mut mismatched = good;
     if let (Some(pb::secret::Kind::TlsCertificate(m)), Some(pb::secret::Kind::TlsCertificate(o))) =
         (&mut mismatched.kind, &other.kind)
     {
         m.private_key = o.private_key.clone();
     }
-    let error = certified_key(&mismatched).unwrap_err();
+    let error = certified_key(&mismatched).expect_err("refused");
     assert_eq!(
         error,
         invalid(
@@ -201,7 +201,7 @@ fn a_bad_secret_is_rejected_naming_it_and_the_field() {
         })),
     };
     assert_eq!(
-        certified_key(&ca_only).unwrap_err().resource(),
+        certified_key(&ca_only).expect_err("refused").resource(),
         "secret/ns/ca"
     );
 }

@@ -79,8 +79,8 @@ pub fn encode(config: &Config) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, synced, renamed over it, and
-/// the folder synced.
+/// Writes `bytes` to `path` atomically: a temporary file beside it (mode 0600), synced, renamed
+/// over it, and the folder synced.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -89,7 +89,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cache");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        // It holds the private keys of HTTPS listeners: readable by the proxy's user only.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -136,6 +141,12 @@ mod tests {
         };
         write_atomically(&path, &response.encode_to_vec()).expect("write");
         assert_eq!(load(&path).expect("reads").expect("some"), response);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "private keys: owner only");
+        }
         std::fs::write(&path, b"\xff\xff\xff").expect("corrupt");
         let err = load(&path).expect_err("garbage is refused");
         assert!(err.to_string().contains("not a configuration"), "{err}");
