@@ -13,7 +13,13 @@
 //! a W3C `traceparent`), the status, durations and byte counts. This module formats and writes;
 //! the facts are collected by the request path (`http`, `forward`).
 
-use crate::body::{Body, BoxError};
+use crate::{
+    body::{Body, BoxError},
+    metrics::{
+        Metrics,
+        requests::{Finished, Series},
+    },
+};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -256,10 +262,13 @@ pub struct Entry<'a> {
     pub client_address: String,
 }
 
-/// What the request path learned while serving a request, for its log line. Filled only when
-/// the access log is on (`enabled`), so a proxy without one copies nothing.
+/// What the request path learned while serving a request. `series` (the metrics' labels) is
+/// always filled; the rest, for the log line, only when the access log is on (`enabled`), so a
+/// proxy without one copies nothing more.
 #[derive(Debug, Default)]
 pub struct Facts {
+    /// The labels of the request's metrics (route, listener, backend).
+    pub series: Series,
     /// The access log is on.
     pub enabled: bool,
     /// The matched route.
@@ -339,61 +348,119 @@ impl Request {
     }
 }
 
-/// A request being served: writes its line through [`Logged`] once there is a response, or
-/// with status 0 when it is dropped before (the client went away, or the connection was closed,
+/// Where a request's metrics go when it ends, and what they need besides its [`Facts`].
+#[derive(Debug)]
+pub struct Metered {
+    /// The per-route request metrics.
+    pub metrics: Arc<Metrics>,
+    /// When the request arrived.
+    pub arrived: Instant,
+    /// Request body bytes received so far.
+    pub received: Arc<AtomicU64>,
+}
+
+/// What is recorded when a request ends: its access-log line (when the log is on) and its
+/// metrics (when metered).
+#[derive(Debug)]
+pub struct Ending {
+    log: AccessLog,
+    request: Option<Request>,
+    metered: Option<Metered>,
+    status: u16,
+    /// What the request path learned.
+    pub facts: Facts,
+}
+
+impl Ending {
+    /// A request that arrived: `request` is `None` when the log is off, `metered` when no
+    /// metrics are kept.
+    pub fn new(
+        log: &AccessLog,
+        request: Option<Request>,
+        metered: Option<Metered>,
+        facts: Facts,
+    ) -> Self {
+        Self {
+            log: log.clone(),
+            request,
+            metered,
+            status: 0,
+            facts,
+        }
+    }
+
+    /// Records the request, `sent` response body bytes after it ended.
+    fn finish(self, sent: u64) {
+        if let Some(m) = &self.metered {
+            m.metrics.requests.record(&Finished {
+                series: &self.facts.series,
+                status: self.status,
+                duration: m.arrived.elapsed(),
+                received: m.received.load(Ordering::Relaxed),
+                sent,
+            });
+        }
+        if let Some(request) = self.request {
+            Unwritten {
+                log: self.log,
+                request,
+                status: self.status,
+                route: self.facts.route,
+                upstream: self.facts.upstream,
+            }
+            .write(sent);
+        }
+    }
+}
+
+/// A request being served: recorded through [`Logged`] once there is a response, or with
+/// status 0 when it is dropped before (the client went away, or the connection was closed,
 /// before the response headers). The request path fills [`InFlight::facts`] meanwhile.
 #[derive(Debug)]
 pub struct InFlight {
-    log: AccessLog,
-    request: Option<Request>,
-    /// What the request path learned.
+    ending: Option<Ending>,
+    /// What the request path learned (moved into the ending when there is a response).
     pub facts: Facts,
 }
 
 impl InFlight {
     /// A request that arrived; `request` is `None` when the log is off (then nothing is
-    /// recorded or written).
-    pub fn new(log: &AccessLog, request: Option<Request>) -> Self {
+    /// recorded for it but its metrics).
+    pub fn new(log: &AccessLog, request: Option<Request>, metered: Option<Metered>) -> Self {
+        let facts = Facts::new(request.is_some());
         Self {
-            log: log.clone(),
-            facts: Facts::new(request.is_some()),
-            request,
+            ending: Some(Ending::new(log, request, metered, Facts::default())),
+            facts,
         }
     }
 
-    /// `response`, logged when its body ends.
+    /// `response`, recorded when its body ends.
     pub fn respond(mut self, response: http::Response<Body>) -> http::Response<Body> {
-        match self.request.take() {
-            Some(request) => {
-                let facts = std::mem::take(&mut self.facts);
-                Logged::wrap(&self.log, request, facts, response)
+        match self.ending.take() {
+            Some(mut ending) if ending.request.is_some() || ending.metered.is_some() => {
+                ending.facts = std::mem::take(&mut self.facts);
+                Logged::wrap(ending, response)
             }
-            None => response,
+            _ => response,
         }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(request) = self.request.take() {
-            Unwritten {
-                log: self.log.clone(),
-                request,
-                status: 0,
-                route: self.facts.route.take(),
-                upstream: self.facts.upstream.take(),
-            }
-            .write(0);
+        if let Some(mut ending) = self.ending.take() {
+            ending.facts = std::mem::take(&mut self.facts);
+            ending.finish(0);
         }
     }
 }
 
-/// A response body that writes the access-log line once its last byte is sent, or when it is
-/// dropped before that (the client went away).
+/// A response body that records its request (access-log line, metrics) once its last byte is
+/// sent, or when it is dropped before that (the client went away).
 pub struct Logged {
     inner: Body,
     sent: u64,
-    pending: Option<Unwritten>,
+    pending: Option<Ending>,
 }
 
 /// A line still to be written when the response ends.
@@ -412,29 +479,15 @@ impl std::fmt::Debug for Logged {
 }
 
 impl Logged {
-    /// `response` whose body logs `request` with `facts` when it ends.
-    pub fn wrap(
-        log: &AccessLog,
-        request: Request,
-        facts: Facts,
-        response: http::Response<Body>,
-    ) -> http::Response<Body> {
-        let Facts {
-            route, upstream, ..
-        } = facts;
-        let status = response.status().as_u16();
+    /// `response` whose body records `ending` (with the response's status) when it ends.
+    pub fn wrap(mut ending: Ending, response: http::Response<Body>) -> http::Response<Body> {
+        ending.status = response.status().as_u16();
         response.map(|inner| {
             use http_body_util::BodyExt;
             Logged {
                 inner,
                 sent: 0,
-                pending: Some(Unwritten {
-                    log: log.clone(),
-                    request,
-                    status,
-                    route,
-                    upstream,
-                }),
+                pending: Some(ending),
             }
             .boxed()
         })
@@ -442,7 +495,7 @@ impl Logged {
 
     fn finish(&mut self) {
         if let Some(p) = self.pending.take() {
-            p.write(self.sent);
+            p.finish(self.sent);
         }
     }
 }

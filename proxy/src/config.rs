@@ -52,6 +52,23 @@ pub struct ListenerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+impl Config {
+    /// True if the route rule `id` is still configured (its AttachedRoute is held and has a
+    /// route of that rule).
+    pub fn has_route_rule(&self, id: &crate::metrics::requests::RouteId) -> bool {
+        let (Some((gw_ns, gw)), Some((ns, name))) =
+            (id.gateway.split_once('/'), id.route.split_once('/'))
+        else {
+            return false;
+        };
+        let attached = serval_common::names::attached_route(gw_ns, gw, &id.route_kind, ns, name);
+        self.compiled
+            .routes
+            .get(&attached)
+            .is_some_and(|c| c.routes.iter().any(|r| r.id.rule == id.rule))
+    }
+}
+
 /// Holds the current configuration.
 #[derive(Debug, Default)]
 pub struct ConfigStore {

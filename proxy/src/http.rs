@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::AtomicU64},
+    time::Instant,
 };
 
 pub use crate::body::Body;
@@ -88,11 +89,8 @@ pub async fn handle(
     conn: Connection,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let received = shared
-        .access_log
-        .is_on()
-        .then(|| Arc::new(AtomicU64::new(0)));
-    let arrived = received.as_ref().map(|received| {
+    let received = Arc::new(AtomicU64::new(0));
+    let arrived = shared.access_log.is_on().then(|| {
         access_log::Request::arrived(
             req.method(),
             req.version(),
@@ -100,12 +98,17 @@ pub async fn handle(
             req.uri().path(),
             req.headers(),
             conn.peer,
-            Arc::clone(received),
+            Arc::clone(&received),
         )
     });
-    // Dropped with this future if the client goes away first: then it writes the line itself.
-    let mut in_flight = access_log::InFlight::new(&shared.access_log, arrived);
-    let req = req.map(|body| Inbound::new(body, received));
+    let metered = access_log::Metered {
+        metrics: Arc::clone(&shared.metrics),
+        arrived: Instant::now(),
+        received: Arc::clone(&received),
+    };
+    // Dropped with this future if the client goes away first: then it records the request itself.
+    let mut in_flight = access_log::InFlight::new(&shared.access_log, arrived, Some(metered));
+    let req = req.map(|body| Inbound::new(body, Some(received)));
     let result = proxy(&shared, conn, req, &mut in_flight.facts).await;
     let response = result.unwrap_or_else(|error| error_response(&error));
     shared.metrics.record_response(response.status());
@@ -135,13 +138,16 @@ async fn proxy(
     let authority =
         request_authority(&req).ok_or_else(|| ProxyError::BadRequest("no host".into()))?;
     let host = host_of(&authority);
-    let route = listener
-        .router
-        .route(&host, &req)
-        .ok_or_else(|| ProxyError::NoRoute {
-            host: host.clone(),
-            path: req.uri().path().to_owned(),
-        })?;
+    let (vhost, route) =
+        listener
+            .router
+            .route_in(&host, &req)
+            .ok_or_else(|| ProxyError::NoRoute {
+                host: host.clone(),
+                path: req.uri().path().to_owned(),
+            })?;
+    log_facts.series.route = Arc::clone(&route.id);
+    log_facts.series.listener = Arc::clone(&vhost.listener);
     if log_facts.enabled {
         log_facts.route = Some(RouteFacts {
             name: route.name.clone(),
@@ -205,6 +211,7 @@ async fn serve_route(
                     redirect_response(r.status, &r.location(facts(&parts, &authority)))
                 }
                 Target::Cluster(cluster) => {
+                    log_facts.series.backend = Arc::clone(&cluster.backend);
                     apply_request_filters(&backend.filters, &mut parts, &mut authority, prefix)?;
                     let mirrors = route
                         .filters

@@ -150,6 +150,7 @@ async fn start_from_cache(
     match applier.apply(&cached).await {
         Ok(()) => {
             metrics.config_cache_loaded.set(1);
+            metrics.applied(&applier.store.load());
             tracing::info!(
                 version = %cached.system_version_info,
                 resources = cached.resources.len(),

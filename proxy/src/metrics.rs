@@ -1,4 +1,7 @@
-//! The proxy's metric families (registered with the `serval_` prefix).
+//! The proxy's metric families (registered with the `serval_` prefix). Per-route request
+//! metrics are in [`requests`].
+
+pub mod requests;
 
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -38,6 +41,10 @@ pub struct Metrics {
     pub upgrades: Counter,
     /// TLS handshakes on HTTPS sockets that failed or timed out.
     pub tls_handshake_failures: Counter,
+    /// Requests, durations and bytes by route.
+    pub requests: requests::RequestMetrics,
+    /// 1 for the applied configuration version (label `version`), the only series.
+    pub config_info: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl Metrics {
@@ -61,7 +68,14 @@ impl Metrics {
             mirrors: Family::default(),
             upgrades: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            requests: requests::RequestMetrics::register(registry),
+            config_info: Family::default(),
         };
+        registry.register(
+            "config_info",
+            "The applied configuration version (system_version_info), as a label; value 1",
+            m.config_info.clone(),
+        );
         registry.register(
             "http_responses",
             "HTTP responses sent, by status code",
@@ -138,6 +152,19 @@ impl Metrics {
             m.tls_handshake_failures.clone(),
         );
         m
+    }
+
+    /// Records that `config` is now applied: its version in `config_info`, and the request
+    /// series of route rules it no longer has removed.
+    pub fn applied(&self, config: &crate::config::Config) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&vec![("version".to_owned(), config.version.clone())])
+            .set(1);
+        let removed = self.requests.retain(|id| config.has_route_rule(id));
+        if removed > 0 {
+            tracing::debug!(removed, "request metrics of removed routes dropped");
+        }
     }
 
     /// Counts a timeout of `kind`.

@@ -36,6 +36,8 @@ pub struct Router {
 pub struct VirtualHost {
     /// The virtual host's name.
     pub name: String,
+    /// The Gateway listener (`sectionName`) that owns this host pattern.
+    pub listener: Arc<str>,
     /// Routes, first match wins (shared with the other virtual hosts they are in).
     pub routes: Vec<Arc<Route>>,
     /// The routes indexed by path.
@@ -43,11 +45,12 @@ pub struct VirtualHost {
 }
 
 impl VirtualHost {
-    /// A virtual host with its path index.
-    pub fn new(name: String, routes: Vec<Arc<Route>>) -> Self {
+    /// A virtual host owned by `listener`, with its path index.
+    pub fn new(name: String, listener: Arc<str>, routes: Vec<Arc<Route>>) -> Self {
         let index = PathIndex::build(routes.iter().map(|r| r.matcher.path.as_ref()));
         Self {
             name,
+            listener,
             routes,
             index,
         }
@@ -61,6 +64,8 @@ pub struct Route {
     pub name: String,
     /// `<namespace>/<name>` of the Gateway the route is attached to (empty if unknown).
     pub gateway: Arc<str>,
+    /// Its metric labels (Gateway, route, kind, rule).
+    pub id: Arc<crate::metrics::requests::RouteId>,
     /// What a request must look like.
     pub matcher: RouteMatch,
     /// The rule's filters.
@@ -155,16 +160,23 @@ pub enum Target {
 impl Router {
     /// The route for a request to `host` (lower-case, without port).
     pub fn route<B>(&self, host: &str, req: &Request<B>) -> Option<&Route> {
+        self.route_in(host, req).map(|(_, route)| route)
+    }
+
+    /// The route for a request to `host` with the virtual host it was found in.
+    pub fn route_in<B>(&self, host: &str, req: &Request<B>) -> Option<(&VirtualHost, &Route)> {
         let vhost = self.hosts.get(host)?;
         let path = req.uri().path();
         let query = req.uri().query();
         let holds = |r: &Route| r.matcher.matches(req.method(), path, query, req.headers());
         // A short list is scanned: cheaper than the index's hash lookups.
-        if vhost.routes.len() <= SCAN_LIMIT {
-            return vhost.routes.iter().find(|r| holds(r)).map(|r| &**r);
-        }
-        let i = vhost.index.first(path, |i| holds(&vhost.routes[i]))?;
-        vhost.routes.get(i).map(|r| &**r)
+        let route = if vhost.routes.len() <= SCAN_LIMIT {
+            vhost.routes.iter().find(|r| holds(r))
+        } else {
+            let i = vhost.index.first(path, |i| holds(&vhost.routes[i]))?;
+            vhost.routes.get(i)
+        }?;
+        Some((&**vhost, &**route))
     }
 }
 

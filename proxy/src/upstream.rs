@@ -32,6 +32,8 @@ pub enum Protocol {
 pub struct Cluster {
     /// Resource name.
     pub name: String,
+    /// `namespace/service:port`, the `backend` label of request metrics.
+    pub backend: Arc<str>,
     /// The Service, `namespace/name`.
     pub service: String,
     /// Protocol to the endpoints.

@@ -54,6 +54,7 @@ fn request(headers: &HeaderMap) -> Request {
 
 fn facts() -> Facts {
     Facts {
+        series: Default::default(),
         enabled: true,
         route: Some(RouteFacts {
             name: serval_common::names::route("app", "HTTPRoute", "web", 2, 0),
@@ -81,7 +82,10 @@ fn a_line_carries_the_request_the_route_and_the_upstream() {
         .status(201)
         .body(crate::body::full(Bytes::from_static(b"hello")))
         .expect("response");
-    let logged = Logged::wrap(&log, request(&headers), facts(), response);
+    let logged = Logged::wrap(
+        Ending::new(&log, Some(request(&headers)), None, facts()),
+        response,
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -124,7 +128,11 @@ fn a_response_read_to_its_end_then_dropped_is_logged_once() {
         .status(200)
         .body(crate::body::full(Bytes::from_static(b"ok")))
         .expect("response");
-    let mut logged = Logged::wrap(&log, request(&HeaderMap::new()), facts(), response).into_body();
+    let mut logged = Logged::wrap(
+        Ending::new(&log, Some(request(&HeaderMap::new())), None, facts()),
+        response,
+    )
+    .into_body();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -148,7 +156,15 @@ fn a_response_dropped_before_its_end_is_logged_with_what_was_sent() {
         .status(404)
         .body(crate::body::full(Bytes::from_static(b"not found")))
         .expect("response");
-    let logged = Logged::wrap(&log, request(&HeaderMap::new()), Facts::new(true), response);
+    let logged = Logged::wrap(
+        Ending::new(
+            &log,
+            Some(request(&HeaderMap::new())),
+            None,
+            Facts::new(true),
+        ),
+        response,
+    );
     drop(logged);
     log.close(Duration::from_secs(5));
     let lines = sink.lines(1);
@@ -164,11 +180,11 @@ fn a_response_dropped_before_its_end_is_logged_with_what_was_sent() {
 fn a_request_dropped_before_its_response_is_logged_with_status_0() {
     let sink = Sink::default();
     let log = AccessLog::to_writer(sink.clone(), Counter::default(), 1 << 20).expect("writer");
-    let mut in_flight = InFlight::new(&log, Some(request(&HeaderMap::new())));
+    let mut in_flight = InFlight::new(&log, Some(request(&HeaderMap::new())), None);
     in_flight.facts = facts();
     drop(in_flight);
     // Off: nothing is recorded or written.
-    drop(InFlight::new(&log, None));
+    drop(InFlight::new(&log, None, None));
     log.close(Duration::from_secs(5));
     let lines = sink.lines(1);
     assert_eq!(lines.len(), 1);
@@ -183,7 +199,7 @@ fn lines_after_close_are_dropped_and_counted() {
     let dropped = Counter::default();
     let log = AccessLog::to_writer(sink.clone(), dropped.clone(), 1 << 20).expect("writer");
     log.close(Duration::from_secs(5));
-    drop(InFlight::new(&log, Some(request(&HeaderMap::new()))));
+    drop(InFlight::new(&log, Some(request(&HeaderMap::new())), None));
     assert_eq!(dropped.get(), 1);
     assert!(sink.0.lock().is_empty());
 }
@@ -211,9 +227,12 @@ fn a_blocked_writer_drops_and_counts_lines_instead_of_waiting() {
     let write_one = |log: &AccessLog| {
         let response = http::Response::new(crate::body::empty());
         drop(Logged::wrap(
-            log,
-            request(&HeaderMap::new()),
-            Facts::new(true),
+            Ending::new(
+                log,
+                Some(request(&HeaderMap::new())),
+                None,
+                Facts::new(true),
+            ),
             response,
         ));
     };

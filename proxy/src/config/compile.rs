@@ -523,6 +523,7 @@ pub(super) fn cluster(
         }
     };
     Ok(Cluster {
+        backend: Arc::from(serval_common::names::service_of_cluster(&c.name).unwrap_or_default()),
         name: c.name.clone(),
         service: c.service.clone(),
         protocol,
@@ -603,11 +604,16 @@ pub(super) fn compile_route(
         resource,
         field: format!("{field}.filters"),
     };
+    let gateway: Arc<str> =
+        Arc::from(serval_common::names::gateway_of_attached_route(resource).unwrap_or_default());
     Ok(Route {
         name: route.name.clone(),
-        gateway: Arc::from(
-            serval_common::names::gateway_of_attached_route(resource).unwrap_or_default(),
-        ),
+        id: Arc::new(crate::metrics::requests::RouteId::new(
+            &route.name,
+            Arc::clone(&gateway),
+            &route.rule_name,
+        )),
+        gateway,
         matcher,
         filters: filters::filters(&filter_at, route.filters.as_ref(), clusters)?,
         timeouts: filters::timeouts(&at, route.timeouts.as_ref())?,

@@ -35,6 +35,7 @@ mod tests {
 
     fn cluster(n: u16) -> Cluster {
         Cluster {
+            backend: std::sync::Arc::from("ns/svc:80"),
             name: "c".into(),
             service: "ns/s".into(),
             protocol: Protocol::Http1,

@@ -178,6 +178,9 @@ impl Client {
         let error_detail = match applied {
             Ok(()) => {
                 self.metrics.config_applied.inc();
+                // Off the ACK's path: dropping the series of removed routes walks the series.
+                let (metrics, store) = (Arc::clone(&self.metrics), Arc::clone(&self.applier.store));
+                tokio::spawn(async move { metrics.applied(&store.load()) });
                 tracing::info!(
                     took_ms = took.as_secs_f64() * 1e3,
                     version = %response.system_version_info,

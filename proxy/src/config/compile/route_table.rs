@@ -331,9 +331,10 @@ pub(super) fn build_host(
         .filter(|e| seen.insert(e.route.name.as_str()))
         .map(|e| Arc::clone(e.route))
         .collect();
+    let listener = Arc::from(inputs.owner.as_str());
     Some(Arc::new(CompiledHost {
         inputs,
-        host: Arc::new(VirtualHost::new(pattern.to_owned(), routes)),
+        host: Arc::new(VirtualHost::new(pattern.to_owned(), listener, routes)),
     }))
 }
 
