@@ -22,6 +22,17 @@ spec:
   - backendRefs: [{name: svc-a, port: 80}]
 ";
 
+const DOWN: &str = "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: down, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [down.test]
+  rules:
+  - backendRefs: [{name: svc-down, port: 80}]
+";
+
 const GONE: &str = "---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -69,8 +80,17 @@ async fn request_metrics_move_with_traffic_and_stay_bounded() {
     let port = free_port();
     let gateway: SocketAddr = (ip, port).into();
     dir.write("gateway.yaml", &gateway_yaml(ip, port));
-    dir.write("services.yaml", &service_yaml("svc-a", &[backend.addr]));
-    dir.write("routes.yaml", &format!("{ROUTES}{GONE}"));
+    // svc-down's only endpoint is a port nobody listens on.
+    let nobody: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    dir.write(
+        "services.yaml",
+        &[
+            service_yaml("svc-a", &[backend.addr]),
+            service_yaml("svc-down", &[nobody]),
+        ]
+        .join("---\n"),
+    );
+    dir.write("routes.yaml", &format!("{ROUTES}{DOWN}{GONE}"));
     let cp = ControlPlane::start(dir.path(), logs.path(), None, &["--no-proxy"]).await;
     let proxy = Proxy::start_with(
         cp.xds,
@@ -189,7 +209,31 @@ async fn request_metrics_move_with_traffic_and_stay_bounded() {
     );
 
     // Route `gone` leaves the configuration: its series go, the others stay.
-    dir.write("routes.yaml", ROUTES);
+    // Connections: the client's keep-alive ones are open, and so are the proxy's to svc-a.
+    assert!(
+        all.get("serval_downstream_connections") >= Some(&1.0),
+        "{all:#?}"
+    );
+    assert!(all.get("serval_downstream_connections_accepted_total") >= Some(&(TASKS as f64)));
+    assert!(
+        all.get("serval_upstream_connections") >= Some(&1.0),
+        "{all:#?}"
+    );
+    // A backend that refuses connections: 503, counted as a connect failure of that backend.
+    let down = client
+        .get(gateway, "down.test", "/", &[])
+        .await
+        .expect("request");
+    assert_eq!(down.status, 503);
+    let reply = admin_get(proxy.admin, "/metrics").await.expect("/metrics");
+    let all = samples(&String::from_utf8_lossy(&reply.body));
+    assert!(
+        all.get("serval_upstream_connect_failures_total{backend=\"default/svc-down:80\"}")
+            >= Some(&1.0),
+        "{all:#?}"
+    );
+
+    dir.write("routes.yaml", &format!("{ROUTES}{DOWN}"));
     assert!(
         wait_until(Duration::from_secs(15), || async {
             let now = request_samples(&proxy).await;

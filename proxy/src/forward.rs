@@ -208,7 +208,7 @@ pub async fn forward(
         let req = template.request(endpoint.addr, cluster.protocol, headers, body)?;
         let started = tokio::time::Instant::now();
         let result = send(
-            &shared.upstream,
+            (&shared.upstream, &shared.metrics),
             cluster,
             endpoint.addr,
             req,
@@ -260,7 +260,7 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 }
 
 async fn send(
-    upstream: &Upstream,
+    (upstream, metrics): (&Upstream, &crate::metrics::Metrics),
     cluster: &Cluster,
     endpoint: SocketAddr,
     req: Request<Body>,
@@ -277,10 +277,20 @@ async fn send(
                 })?
         }
     };
-    result.map_err(|source| ProxyError::Upstream {
-        cluster: cluster.name.clone(),
-        endpoint,
-        source,
+    result.map_err(|source| {
+        if crate::upstream::counted::is_connect_failure(&*source) {
+            metrics
+                .upstream_connect_failures
+                .get_or_create(&crate::metrics::BackendLabels {
+                    backend: Arc::clone(&cluster.backend),
+                })
+                .inc();
+        }
+        ProxyError::Upstream {
+            cluster: cluster.name.clone(),
+            endpoint,
+            source,
+        }
     })
 }
 

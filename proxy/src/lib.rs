@@ -68,7 +68,7 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
     let shared = Arc::new(
         http::Shared::new(
             Arc::clone(&store),
-            upstream::Upstream::new(config.upstream),
+            upstream::Upstream::new(config.upstream, metrics.upstream_connections.clone()),
             Arc::clone(&metrics),
         )
         .with_access_log(access_log.clone()),

@@ -318,6 +318,11 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
+        shared.metrics.downstream_connections_accepted.inc();
+        let open = crate::upstream::counted::Counted::new(
+            (),
+            shared.metrics.downstream_connections.clone(),
+        );
         // Reap finished connections so the set only holds open ones.
         while connections.try_join_next().is_some() {}
         // A TCPRoute listener proxies bytes; an HTTPS one terminates TLS first. The configuration
@@ -330,7 +335,10 @@ async fn accept_loop(
             .map(|l| (l.tcp.clone(), l.tls.clone()))
             .unwrap_or_default();
         if let Some(backends) = tcp {
-            connections.spawn(crate::l4::proxy_tcp(stream, peer, backends));
+            connections.spawn(async move {
+                crate::l4::proxy_tcp(stream, peer, backends).await;
+                drop(open);
+            });
             continue;
         }
         let conn = Connection {
@@ -349,6 +357,7 @@ async fn accept_loop(
                     if let Err(error) = watched.await {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
+                    drop(open);
                 });
             }
             Some(tls) => {
@@ -375,6 +384,7 @@ async fn accept_loop(
                     if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
+                    drop(open);
                 });
             }
         }

@@ -45,6 +45,22 @@ pub struct Metrics {
     pub requests: requests::RequestMetrics,
     /// 1 for the applied configuration version (label `version`), the only series.
     pub config_info: Family<Vec<(String, String)>, Gauge>,
+    /// Open connections to backends (both upstream clients).
+    pub upstream_connections: Gauge,
+    /// Connections to a backend that could not be opened (refused, unreachable, timed out), by
+    /// backend Service.
+    pub upstream_connect_failures: Family<BackendLabels, Counter>,
+    /// Open client connections (TCP, with or without TLS; TCPRoute connections too).
+    pub downstream_connections: Gauge,
+    /// Client connections accepted.
+    pub downstream_connections_accepted: Counter,
+}
+
+/// The `backend` label: a Service port, `namespace/name:port`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct BackendLabels {
+    /// `namespace/name:port`.
+    pub backend: std::sync::Arc<str>,
 }
 
 impl Metrics {
@@ -70,7 +86,31 @@ impl Metrics {
             tls_handshake_failures: Counter::default(),
             requests: requests::RequestMetrics::register(registry),
             config_info: Family::default(),
+            upstream_connections: Gauge::default(),
+            upstream_connect_failures: Family::default(),
+            downstream_connections: Gauge::default(),
+            downstream_connections_accepted: Counter::default(),
         };
+        registry.register(
+            "upstream_connections",
+            "Open connections to backends",
+            m.upstream_connections.clone(),
+        );
+        registry.register(
+            "upstream_connect_failures",
+            "Connections to a backend that could not be opened, by backend Service",
+            m.upstream_connect_failures.clone(),
+        );
+        registry.register(
+            "downstream_connections",
+            "Open client connections",
+            m.downstream_connections.clone(),
+        );
+        registry.register(
+            "downstream_connections_accepted",
+            "Client connections accepted",
+            m.downstream_connections_accepted.clone(),
+        );
         registry.register(
             "config_info",
             "The applied configuration version (system_version_info), as a label; value 1",

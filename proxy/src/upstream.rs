@@ -4,6 +4,7 @@
 //!
 //! Health checking and outlier ejection are not done yet.
 
+pub mod counted;
 pub mod h2;
 pub mod lb;
 
@@ -79,13 +80,13 @@ impl Default for Settings {
 /// The shared upstream HTTP clients (one per protocol), each with its own connection pool.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    http1: Client<HttpConnector, Body>,
+    http1: Client<counted::Counting<HttpConnector>, Body>,
     h2c: Arc<h2::H2Pool>,
 }
 
 impl Upstream {
-    /// Clients with `settings`.
-    pub fn new(settings: Settings) -> Self {
+    /// Clients with `settings`, counting their open connections in `open`.
+    pub fn new(settings: Settings, open: prometheus_client::metrics::gauge::Gauge) -> Self {
         let connector = || {
             let mut c = HttpConnector::new();
             c.set_connect_timeout(Some(settings.connect_timeout));
@@ -100,8 +101,8 @@ impl Upstream {
             // The proxy sets Host itself from the downstream request.
             .set_host(false);
         Self {
-            http1: builder.build(connector()),
-            h2c: Arc::new(h2::H2Pool::new(settings.connect_timeout)),
+            http1: builder.build(counted::Counting::new(connector(), open.clone())),
+            h2c: Arc::new(h2::H2Pool::new(settings.connect_timeout, open)),
         }
     }
 

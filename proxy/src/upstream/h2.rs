@@ -2,11 +2,13 @@
 //! opened on first use and replaced when it closes. Requests keep the client's host as
 //! `:authority`, so the backend sees the host that was asked for, not the endpoint address.
 
+use super::counted::{ConnectFailed, Counted};
 use crate::http::Body;
 use http::{Request, Response};
 use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
+use prometheus_client::metrics::gauge::Gauge;
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 use tokio::net::TcpStream;
 
@@ -18,14 +20,16 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub struct H2Pool {
     connections: Mutex<HashMap<SocketAddr, SendRequest<Body>>>,
     connect_timeout: Duration,
+    open: Gauge,
 }
 
 impl H2Pool {
-    /// An empty pool.
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// An empty pool; its connections are counted in `open` while they live.
+    pub fn new(connect_timeout: Duration, open: Gauge) -> Self {
         Self {
             connections: Mutex::new(HashMap::new()),
             connect_timeout,
+            open,
         }
     }
 
@@ -46,14 +50,21 @@ impl H2Pool {
         {
             return Ok(sender);
         }
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| format!("connect to {endpoint} timed out"))??;
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(Box::new(ConnectFailed(Box::new(e)))),
+                Err(_) => {
+                    let timed_out = format!("connect to {endpoint} timed out");
+                    return Err(Box::new(ConnectFailed(timed_out.into())));
+                }
+            };
         stream.set_nodelay(true)?;
+        let io = Counted::new(TokioIo::new(stream), self.open.clone());
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)))
-            .handshake(TokioIo::new(stream))
+            .handshake(io)
             .await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
