@@ -1,6 +1,9 @@
 //! The control plane's metric families (registered with the `serval_` prefix).
 //!
-//! Only definitions; the components update them.
+//! Only definitions; the components update them. Resources by kind are counted at scrape time
+//! ([`snapshot_resources`]).
+
+pub mod snapshot_resources;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -68,6 +71,11 @@ pub struct Metrics {
     pub snapshots: Counter,
     /// Resources in the latest snapshot.
     pub snapshot_resources: Gauge,
+    /// From the first change observed (file event, watch event) to its translation starting:
+    /// the quiet period and maximum delay, and reading the change.
+    pub debounce_delay_seconds: Histogram,
+    /// Change events from the config folder (standalone).
+    pub config_file_events: Counter,
     /// Config files that currently fail to load.
     pub config_file_errors: Gauge,
     /// Kubernetes watch events received, by kind.
@@ -120,6 +128,10 @@ impl Metrics {
             translate_reused_routes: Counter::default(),
             snapshots: Counter::default(),
             snapshot_resources: Gauge::default(),
+            debounce_delay_seconds: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            config_file_events: Counter::default(),
             config_file_errors: Gauge::default(),
             kubernetes_events: Family::default(),
             kubernetes_decode_errors: Family::default(),
@@ -189,6 +201,16 @@ impl Metrics {
             m.translate_reused_routes.clone(),
         );
         registry.register("snapshots", "Snapshots published", m.snapshots.clone());
+        registry.register(
+            "debounce_delay_seconds",
+            "From the first change observed to its translation starting (quiet period, maximum delay, reading the change)",
+            m.debounce_delay_seconds.clone(),
+        );
+        registry.register(
+            "config_file_events",
+            "Change events from the config folder",
+            m.config_file_events.clone(),
+        );
         registry.register(
             "snapshot_resources",
             "Resources in the latest snapshot",

@@ -115,6 +115,11 @@ impl Pipeline {
             .config_file_errors
             .set(state.errors.len() as i64);
         let started = Instant::now();
+        if let Some(at) = state.observed_at {
+            self.metrics
+                .debounce_delay_seconds
+                .observe(started.saturating_duration_since(at).as_secs_f64());
+        }
         // One changed stretch of objects (a file, a watch event): index only that.
         let inputs = memory
             .indexed

@@ -106,9 +106,13 @@ pub async fn start(inputs: Inputs, shutdown: shutdown::Watch) -> anyhow::Result<
         server.serve(xds_listener).await
     });
 
+    let mut registry = inputs.registry;
+    registry.register_collector(Box::new(
+        crate::metrics::snapshot_resources::ResourcesByKind(inputs.snapshots.clone()),
+    ));
     let admin = Admin::new(
         inputs.readiness,
-        Arc::new(Mutex::new(inputs.registry)),
+        Arc::new(Mutex::new(registry)),
         admin::routes(inputs.board, inputs.snapshots),
     );
     let (admin_local, admin_task) = admin

@@ -55,7 +55,8 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
     let (readiness, latch) = Readiness::new();
 
     let (source_tx, source_rx) = watch::channel(Arc::new(SourceState::default()));
-    let source = FileSource::new(&config.config_dir);
+    let source =
+        FileSource::new(&config.config_dir).counting_events(metrics.config_file_events.clone());
     let source_task = tokio::spawn(source.run(config.timing, source_tx, shutdown.clone()));
 
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));

@@ -1,7 +1,8 @@
 //! The proxy's request metrics through the real binaries: `/metrics` parsed as Prometheus text,
 //! counters moving with traffic by route, rule, listener, backend and status class, 10,000
 //! distinct request paths and hosts adding no series, a removed route's series going away, and the
-//! applied version as an info metric.
+//! applied version as an info metric; and the control plane's resources by kind, folder events
+//! and debounce delay.
 
 use serval_e2e::harness::{
     ControlPlane, EchoBackend, HttpClient, Proxy, TempDir, admin_get, free_port, gateway_yaml,
@@ -248,4 +249,22 @@ async fn request_metrics_move_with_traffic_and_stay_bounded() {
         "{now:#?}"
     );
     assert_eq!(now.get(no_route), Some(&1.0));
+
+    // The control plane: resources by kind (counted at scrape), folder events, debounce delay.
+    let reply = admin_get(cp.admin, "/metrics")
+        .await
+        .expect("control plane /metrics");
+    let cp_samples = samples(&String::from_utf8_lossy(&reply.body));
+    let by_kind = |kind: &str| {
+        cp_samples
+            .get(&format!(
+                "serval_snapshot_resources_by_kind{{kind=\"{kind}\"}}"
+            ))
+            .copied()
+    };
+    assert_eq!(by_kind("AttachedRoute"), Some(2.0), "{cp_samples:#?}");
+    assert_eq!(by_kind("Listener"), Some(1.0));
+    assert_eq!(by_kind("Secret"), Some(0.0));
+    assert!(cp_samples.get("serval_config_file_events_total") >= Some(&1.0));
+    assert!(cp_samples.get("serval_debounce_delay_seconds_count") >= Some(&1.0));
 }

@@ -44,6 +44,8 @@ pub enum Error {
 pub struct FileSource {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    /// Counts the folder's change events.
+    events: prometheus_client::metrics::counter::Counter,
 }
 
 #[derive(Debug, Default)]
@@ -60,7 +62,14 @@ impl FileSource {
         Self {
             dir: dir.into(),
             files: BTreeMap::new(),
+            events: Default::default(),
         }
+    }
+
+    /// Counts the folder's change events in `events`.
+    pub fn counting_events(mut self, events: prometheus_client::metrics::counter::Counter) -> Self {
+        self.events = events;
+        self
     }
 
     /// Re-reads the folder.
@@ -189,9 +198,11 @@ impl FileSource {
             // Wait for the first event (or a resync), then for a quiet period.
             let mut names = BTreeSet::new();
             let mut every_file = false;
+            let events_seen = &self.events;
             let mut note = |event: Option<Vec<OsString>>| match event {
                 None => false,
                 Some(event) => {
+                    events_seen.inc();
                     every_file |= event.is_empty();
                     names.extend(event);
                     true
