@@ -1037,3 +1037,61 @@ fn the_example_is_accepted_by_translate() {
         output.resources.keys().collect::<Vec<_>>()
     );
 }
+
+/// The metric families the control plane and a proxy register (the names their `metrics`
+/// modules pass to `Registry::register` and `encode_descriptor`, prefixed `serval_`). Read from
+/// the source: families without series do not appear in an exposition.
+fn registered_families() -> std::collections::BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut families = std::collections::BTreeSet::new();
+    for file in [
+        "control-plane/src/metrics.rs",
+        "control-plane/src/metrics/snapshot_resources.rs",
+        "proxy/src/metrics.rs",
+        "proxy/src/metrics/requests.rs",
+        "common/src/telemetry.rs",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).expect("a metrics module");
+        for call in ["register(", "encode_descriptor("] {
+            for (at, _) in text.match_indices(call) {
+                let rest = text[at + call.len()..].trim_start();
+                if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                    families.insert(format!("serval_{name}"));
+                }
+            }
+        }
+    }
+    assert!(families.len() > 40, "{families:?}");
+    families
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_serval_exports() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/grafana/serval-dashboard.json");
+    let text = std::fs::read_to_string(&path).expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let families = registered_families();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("a PromQL expression");
+            let names = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|t| t.starts_with("serval_"));
+            for name in names {
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    families.contains(family),
+                    "panel {:?} queries {name}, which Serval does not export ({families:?})",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 20, "the dashboard queries {queried} metrics");
+}
