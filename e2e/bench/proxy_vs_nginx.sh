@@ -7,6 +7,8 @@
 # so the proxies are what is measured. Each round runs wrk against Serval, then against nginx;
 # the report gives the median of the rounds for each and their ratio. With ACCESS_LOG=1 a second
 # Serval with its access log on (JSON lines to a file) runs in the same rounds, for the log's cost.
+# With BASELINE=/path/to/serval-control-plane (another build, e.g. of an earlier commit) that
+# build runs in the same rounds too, for the cost of a change.
 # Everything it starts is stopped on exit.
 set -euo pipefail
 rounds=${1:-5}
@@ -96,6 +98,15 @@ if [ -n "${ACCESS_LOG:-}" ]; then
   port_of[logged]=$logged_port
 fi
 
+if [ -n "${BASELINE:-}" ]; then
+  baseline_port=$(free_port)
+  serval_config "$work/baseline" "$baseline_port"
+  SERVAL_LOG=warn "$BASELINE" standalone --config-dir "$work/baseline" \
+    --xds-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$(free_port)" --access-log off & pids+=($!)
+  contenders+=(baseline)
+  port_of[baseline]=$baseline_port
+fi
+
 for port in "${port_of[@]}" $backend_port; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
   curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "port $port does not answer" >&2; exit 1; }
@@ -131,4 +142,8 @@ if [ -n "${ACCESS_LOG:-}" ]; then
   l=$(cut -d' ' -f1 "$work/logged.txt" | median)
   echo "ratio serval with access log / without req/s: $(awk -v l="$l" -v s="$s" 'BEGIN { printf "%.2f", l / s }')"
   echo "access-log lines written: $(wc -l < "$work/access.log")"
+fi
+if [ -n "${BASELINE:-}" ]; then
+  b=$(cut -d' ' -f1 "$work/baseline.txt" | median)
+  echo "ratio serval / baseline ($BASELINE) req/s: $(awk -v s="$s" -v b="$b" 'BEGIN { printf "%.2f", s / b }')"
 fi

@@ -17,7 +17,7 @@ use crate::{
     body::{Body, BoxError},
     metrics::{
         Metrics,
-        requests::{Finished, Series},
+        requests::{Finished, RouteStats, Series},
     },
 };
 use bytes::Bytes;
@@ -269,6 +269,8 @@ pub struct Entry<'a> {
 pub struct Facts {
     /// The labels of the request's metrics (route, listener, backend).
     pub series: Series,
+    /// The matched route rule's series handles.
+    pub route_stats: Option<Arc<RouteStats>>,
     /// The access log is on.
     pub enabled: bool,
     /// The matched route.
@@ -392,13 +394,16 @@ impl Ending {
     /// Records the request, `sent` response body bytes after it ended.
     fn finish(self, sent: u64) {
         if let Some(m) = &self.metered {
-            m.metrics.requests.record(&Finished {
-                series: &self.facts.series,
-                status: self.status,
-                duration: m.arrived.elapsed(),
-                received: m.received.load(Ordering::Relaxed),
-                sent,
-            });
+            m.metrics.requests.record(
+                self.facts.route_stats.as_deref(),
+                &Finished {
+                    series: &self.facts.series,
+                    status: self.status,
+                    duration: m.arrived.elapsed(),
+                    received: m.received.load(Ordering::Relaxed),
+                    sent,
+                },
+            );
         }
         if let Some(request) = self.request {
             Unwritten {

@@ -65,7 +65,7 @@ impl Config {
         self.compiled
             .routes
             .get(&attached)
-            .is_some_and(|c| c.routes.iter().any(|r| r.id.rule == id.rule))
+            .is_some_and(|c| c.routes.iter().any(|r| r.stats.id.rule == id.rule))
     }
 }
 

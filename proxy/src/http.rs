@@ -146,7 +146,8 @@ async fn proxy(
                 host: host.clone(),
                 path: req.uri().path().to_owned(),
             })?;
-    log_facts.series.route = Arc::clone(&route.id);
+    log_facts.series.route = Arc::clone(&route.stats.id);
+    log_facts.route_stats = Some(Arc::clone(&route.stats));
     log_facts.series.listener = Arc::clone(&vhost.listener);
     if log_facts.enabled {
         log_facts.route = Some(RouteFacts {

@@ -64,8 +64,8 @@ pub struct Route {
     pub name: String,
     /// `<namespace>/<name>` of the Gateway the route is attached to (empty if unknown).
     pub gateway: Arc<str>,
-    /// Its metric labels (Gateway, route, kind, rule).
-    pub id: Arc<crate::metrics::requests::RouteId>,
+    /// Its metric labels (Gateway, route, kind, rule) and series handles.
+    pub stats: Arc<crate::metrics::requests::RouteStats>,
     /// What a request must look like.
     pub matcher: RouteMatch,
     /// The rule's filters.

@@ -55,6 +55,7 @@ fn request(headers: &HeaderMap) -> Request {
 fn facts() -> Facts {
     Facts {
         series: Default::default(),
+        route_stats: None,
         enabled: true,
         route: Some(RouteFacts {
             name: serval_common::names::route("app", "HTTPRoute", "web", 2, 0),

@@ -608,10 +608,12 @@ pub(super) fn compile_route(
         Arc::from(serval_common::names::gateway_of_attached_route(resource).unwrap_or_default());
     Ok(Route {
         name: route.name.clone(),
-        id: Arc::new(crate::metrics::requests::RouteId::new(
-            &route.name,
-            Arc::clone(&gateway),
-            &route.rule_name,
+        stats: Arc::new(crate::metrics::requests::RouteStats::new(
+            crate::metrics::requests::RouteId::new(
+                &route.name,
+                Arc::clone(&gateway),
+                &route.rule_name,
+            ),
         )),
         gateway,
         matcher,

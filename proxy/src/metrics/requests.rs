@@ -10,8 +10,9 @@
 //! at most 24. Requests no route matched share one series set (empty route labels).
 //!
 //! Series of routes that left the configuration are removed ([`RequestMetrics::retain`]).
-//! Recording a request is a hash lookup and atomic adds; the labels are built when a route is
-//! compiled, not per request.
+//! The labels are built when a route is compiled, not per request, and each route keeps the
+//! handles of the series it used first ([`RouteStats`]), so recording a request is atomic adds
+//! there; other label sets take a hash lookup per family.
 
 use parking_lot::Mutex;
 use prometheus_client::{
@@ -19,7 +20,11 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 /// Bucket bounds of `request_duration_seconds`.
 const BUCKETS: [f64; 13] = [
@@ -59,6 +64,47 @@ impl RouteId {
             route_kind: Arc::from(parsed.map(|p| p.kind).unwrap_or_default()),
             rule: Arc::from(rule),
         }
+    }
+}
+
+/// A compiled route rule's labels, and the series handles of the first listener and backend it
+/// served, filled by its first request.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    /// The labels.
+    pub id: Arc<RouteId>,
+    cached: OnceLock<Cached>,
+}
+
+impl RouteStats {
+    /// The stats of a route rule labelled `id` (nothing cached yet).
+    pub fn new(id: RouteId) -> Self {
+        Self {
+            id: Arc::new(id),
+            cached: OnceLock::new(),
+        }
+    }
+}
+
+/// Handles of one series set (the families' own metrics, shared).
+#[derive(Debug)]
+struct Cached {
+    listener: Arc<str>,
+    backend: Arc<str>,
+    duration: Histogram,
+    received: Counter,
+    sent: Counter,
+    /// By status class ([`CLASSES`] order), created on first use.
+    by_class: [OnceLock<Counter>; 6],
+}
+
+/// The status classes, in [`class_index`] order.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "cancelled"];
+
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100) - 1,
+        _ => 5,
     }
 }
 
@@ -104,14 +150,7 @@ impl EncodeLabelSet for StatusSeries {
 
 /// `1xx` … `5xx`; `cancelled` for a request that ended before its response (status 0).
 pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "cancelled",
-    }
+    CLASSES[class_index(status)]
 }
 
 type HistogramFamily = Family<Series, Histogram, fn() -> Histogram>;
@@ -175,8 +214,44 @@ impl RequestMetrics {
         m
     }
 
-    /// Records one finished request.
-    pub fn record(&self, done: &Finished<'_>) {
+    /// Records one finished request of the route rule `stats` (none: no route matched).
+    pub fn record(&self, stats: Option<&RouteStats>, done: &Finished<'_>) {
+        if let Some(cached) = stats.and_then(|s| s.cached.get())
+            && *cached.listener == *done.series.listener
+            && *cached.backend == *done.series.backend
+        {
+            cached.duration.observe(done.duration.as_secs_f64());
+            cached.received.inc_by(done.received);
+            cached.sent.inc_by(done.sent);
+            let class = class_index(done.status);
+            cached.by_class[class]
+                .get_or_init(|| self.status_counter(done.series, CLASSES[class]))
+                .inc();
+            return;
+        }
+        self.record_by_labels(done);
+        if let Some(stats) = stats {
+            // The first label set this route rule served: keep its handles.
+            let _ = stats.cached.get_or_init(|| Cached {
+                listener: Arc::clone(&done.series.listener),
+                backend: Arc::clone(&done.series.backend),
+                duration: self.duration.get_or_create_owned(done.series),
+                received: self.received.get_or_create_owned(done.series),
+                sent: self.sent.get_or_create_owned(done.series),
+                by_class: Default::default(),
+            });
+        }
+    }
+
+    fn status_counter(&self, series: &Series, status_class: &'static str) -> Counter {
+        self.requests.get_or_create_owned(&StatusSeries {
+            series: series.clone(),
+            status_class,
+        })
+    }
+
+    /// Records `done` through the families (a hash lookup each).
+    fn record_by_labels(&self, done: &Finished<'_>) {
         if self.duration.get(done.series).is_none() {
             self.known.lock().insert(done.series.clone());
         }
@@ -208,7 +283,7 @@ impl RequestMetrics {
             self.duration.remove(series);
             self.received.remove(series);
             self.sent.remove(series);
-            for class in ["1xx", "2xx", "3xx", "4xx", "5xx", "cancelled"] {
+            for class in CLASSES {
                 self.requests.remove(&StatusSeries {
                     series: series.clone(),
                     status_class: class,
@@ -248,13 +323,16 @@ mod tests {
         let m = RequestMetrics::register(&mut registry);
         let (a, b) = (series("a", "0"), series("b", "1"));
         for (s, status) in [(&a, 200), (&a, 503), (&b, 0), (&Series::default(), 404)] {
-            m.record(&Finished {
-                series: s,
-                status,
-                duration: Duration::from_millis(3),
-                received: 10,
-                sent: 20,
-            });
+            m.record(
+                None,
+                &Finished {
+                    series: s,
+                    status,
+                    duration: Duration::from_millis(3),
+                    received: 10,
+                    sent: 20,
+                },
+            );
         }
         let text = exposition(&registry);
         assert!(
@@ -273,6 +351,70 @@ mod tests {
             text.contains(r#"route="",route_kind="",rule="",backend="",status_class="4xx"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_route_records_through_its_cached_handles_into_the_same_series() {
+        let mut registry = Registry::default();
+        let m = RequestMetrics::register(&mut registry);
+        let a = series("a", "0");
+        let stats = RouteStats {
+            id: Arc::clone(&a.route),
+            cached: OnceLock::new(),
+        };
+        let other_backend = Series {
+            backend: Arc::from("ns/other:80"),
+            ..a.clone()
+        };
+        for (s, status) in [
+            (&a, 200),
+            (&a, 200),
+            (&a, 404),
+            (&other_backend, 200),
+            (&a, 0),
+        ] {
+            m.record(
+                Some(&stats),
+                &Finished {
+                    series: s,
+                    status,
+                    duration: Duration::from_millis(1),
+                    received: 1,
+                    sent: 2,
+                },
+            );
+        }
+        assert!(stats.cached.get().is_some(), "filled by the first request");
+        let text = exposition(&registry);
+        let line = |backend: &str, class: &str| {
+            format!(
+                r#"http_requests_total{{gateway="ns/gw",listener="http",route="ns/a",route_kind="httproute",rule="0",backend="{backend}",status_class="{class}"}}"#
+            )
+        };
+        assert!(
+            text.contains(&format!("{} 2", line("ns/svc:80", "2xx"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1", line("ns/svc:80", "4xx"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1", line("ns/svc:80", "cancelled"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1", line("ns/other:80", "2xx"))),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&line("ns/svc:80", "5xx")),
+            "only classes seen: {text}"
+        );
+        assert!(text.contains(r#"http_response_body_bytes_total{gateway="ns/gw",listener="http",route="ns/a",route_kind="httproute",rule="0",backend="ns/svc:80"} 8"#), "{text}");
+        // A removed route's series go, cached or not.
+        assert_eq!(m.retain(|_| false), 2);
+        assert!(!exposition(&registry).contains("route=\"ns/a\""));
     }
 
     #[test]
