@@ -13,6 +13,7 @@ pub mod resource;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod traces;
 pub mod validate;
 pub mod version;
 

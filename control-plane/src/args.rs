@@ -294,6 +294,9 @@ pub struct StandaloneArgs {
     /// The in-process proxy's access log on stdout: one JSON line per request, or `off`.
     #[arg(long, value_enum, default_value_t)]
     pub access_log: serval_proxy::access_log::Format,
+    /// The in-process proxy's traces (OTLP export, sampling).
+    #[command(flatten)]
+    pub traces: serval_common::traces::TraceArgs,
     /// Serve the delta protocol without TLS on a non-loopback `--xds-addr` (a loopback address
     /// implies it unless TLS files are given; the in-process proxy always connects over loopback).
     #[arg(long)]
@@ -463,6 +466,7 @@ impl TryFrom<StandaloneArgs> for standalone::Config {
             proxy_admin_addr: args.proxy_admin_addr,
             run_proxy: !args.no_proxy,
             access_log: args.access_log,
+            traces: args.traces,
             timing: Timing {
                 debounce: Duration::from_millis(args.debounce_ms),
                 max_delay: Duration::from_millis(args.max_delay_ms.max(args.debounce_ms)),

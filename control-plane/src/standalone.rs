@@ -42,6 +42,8 @@ pub struct Config {
     pub run_proxy: bool,
     /// The in-process proxy's access log.
     pub access_log: serval_proxy::access_log::Format,
+    /// The in-process proxy's traces.
+    pub traces: serval_common::traces::TraceArgs,
     /// Reload timing of the file source.
     pub timing: Timing,
     /// The controllerName to own.
@@ -117,6 +119,7 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             drain_timeout: Duration::from_secs(10),
             upstream: serval_proxy::upstream::Settings::default(),
             access_log: config.access_log,
+            traces: config.traces.clone(),
         };
         tokio::spawn(serval_proxy::run(proxy, shutdown.clone()))
     });

@@ -112,6 +112,17 @@ pub struct Process {
 impl Process {
     /// Starts `binary` with `args`, logging to `log_dir/<name>.log`.
     pub fn start(name: &str, binary: &Path, args: &[String], log_dir: &Path) -> Self {
+        Self::start_with_env(name, binary, args, &[], log_dir)
+    }
+
+    /// Like [`Process::start`], with extra environment variables.
+    pub fn start_with_env(
+        name: &str,
+        binary: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log_dir: &Path,
+    ) -> Self {
         let log = log_dir.join(format!("{name}.log"));
         let file =
             std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
@@ -124,6 +135,7 @@ impl Process {
                 "SERVAL_LOG",
                 "info,serval_proxy=debug,serval_control_plane=debug",
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)

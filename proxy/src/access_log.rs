@@ -271,6 +271,8 @@ pub struct Facts {
     pub series: Series,
     /// The matched route rule's series handles.
     pub route_stats: Option<Arc<RouteStats>>,
+    /// The request's server span (tracing on).
+    pub span: Option<crate::spans::ServerSpan>,
     /// The access log is on.
     pub enabled: bool,
     /// The matched route.
@@ -348,6 +350,14 @@ impl Request {
             received,
         }
     }
+
+    /// Logs `trace_id` (the request's span's) instead of the one its `traceparent` carried.
+    pub fn with_trace_id(mut self, trace_id: Option<String>) -> Self {
+        if trace_id.is_some() {
+            self.trace_id = trace_id;
+        }
+        self
+    }
 }
 
 /// Where a request's metrics go when it ends, and what they need besides its [`Facts`].
@@ -392,7 +402,10 @@ impl Ending {
     }
 
     /// Records the request, `sent` response body bytes after it ended.
-    fn finish(self, sent: u64) {
+    fn finish(mut self, sent: u64) {
+        if let Some(span) = self.facts.span.take() {
+            span.end(self.status);
+        }
         if let Some(m) = &self.metered {
             m.metrics.requests.record(
                 self.facts.route_stats.as_deref(),

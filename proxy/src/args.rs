@@ -57,6 +57,9 @@ pub struct Args {
     /// The access log on stdout: one JSON line per request, or `off`.
     #[arg(long, env = "SERVAL_ACCESS_LOG", value_enum, default_value_t)]
     pub access_log: crate::access_log::Format,
+    /// Traces (OTLP export, sampling).
+    #[command(flatten)]
+    pub traces: serval_common::traces::TraceArgs,
 }
 
 /// The transport flags of every delta-protocol client (`serval-proxy`,
@@ -150,6 +153,7 @@ impl TryFrom<Args> for ProxyConfig {
             drain_timeout: Duration::from_secs(args.drain_timeout_secs),
             upstream: upstream::Settings::default(),
             access_log: args.access_log,
+            traces: args.traces,
         })
     }
 }

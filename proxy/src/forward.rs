@@ -200,10 +200,19 @@ pub async fn forward(
             upstream.endpoint = Some(endpoint.addr);
         }
         // The last attempt takes the headers; earlier ones (there are retries left) copy them.
-        let headers = if attempt < retries {
+        let mut headers = if attempt < retries {
             template.headers.clone()
         } else {
             std::mem::take(&mut template.headers)
+        };
+        // Traced: this attempt's span, whose context the backend receives.
+        let client_span = match (&shared.spans, &facts.span) {
+            (Some(spans), Some(server)) => {
+                let span = spans.client(server, endpoint.addr, attempt);
+                spans.inject(&span, &mut headers);
+                Some(span)
+            }
+            _ => None,
         };
         let req = template.request(endpoint.addr, cluster.protocol, headers, body)?;
         let started = tokio::time::Instant::now();
@@ -217,6 +226,13 @@ pub async fn forward(
         .await;
         if let Some(upstream) = &mut facts.upstream {
             upstream.duration += started.elapsed();
+        }
+        if let Some(span) = client_span {
+            span.end(match &result {
+                Ok(resp) => Ok(resp.status().as_u16()),
+                Err(ProxyError::Timeout { .. }) => Err("timeout"),
+                Err(_) => Err("connection"),
+            });
         }
         let retryable = match (&result, retry) {
             (_, None) => false,

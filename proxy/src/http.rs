@@ -43,6 +43,8 @@ pub struct Shared {
     pub mirror_slots: Arc<tokio::sync::Semaphore>,
     /// The access log (`--access-log`).
     pub access_log: AccessLog,
+    /// Request spans, when tracing is on.
+    pub spans: Option<crate::spans::Spans>,
 }
 
 impl Shared {
@@ -54,7 +56,14 @@ impl Shared {
             metrics,
             mirror_slots: Arc::new(tokio::sync::Semaphore::new(MAX_MIRRORS_IN_FLIGHT)),
             access_log: AccessLog::off(),
+            spans: None,
         }
+    }
+
+    /// The same, with request spans.
+    pub fn with_spans(mut self, spans: Option<crate::spans::Spans>) -> Self {
+        self.spans = spans;
+        self
     }
 
     /// The same, writing the access log to `log`.
@@ -90,16 +99,30 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let received = Arc::new(AtomicU64::new(0));
+    let authority = request_authority(&req).unwrap_or_default();
+    let span = shared.spans.as_ref().map(|spans| {
+        spans.server(&crate::spans::Incoming {
+            method: req.method(),
+            version: req.version(),
+            scheme: conn.scheme(),
+            host: host_of_str(&authority),
+            path: req.uri().path(),
+            client: conn.peer,
+            headers: req.headers(),
+        })
+    });
+    let trace_id = span.as_ref().map(crate::spans::ServerSpan::trace_id);
     let arrived = shared.access_log.is_on().then(|| {
         access_log::Request::arrived(
             req.method(),
             req.version(),
-            &request_authority(&req).unwrap_or_default(),
+            &authority,
             req.uri().path(),
             req.headers(),
             conn.peer,
             Arc::clone(&received),
         )
+        .with_trace_id(trace_id.clone())
     });
     let metered = access_log::Metered {
         metrics: Arc::clone(&shared.metrics),
@@ -108,18 +131,22 @@ pub async fn handle(
     };
     // Dropped with this future if the client goes away first: then it records the request itself.
     let mut in_flight = access_log::InFlight::new(&shared.access_log, arrived, Some(metered));
+    in_flight.facts.span = span;
     let req = req.map(|body| Inbound::new(body, Some(received)));
     let result = proxy(&shared, conn, req, &mut in_flight.facts).await;
-    let response = result.unwrap_or_else(|error| error_response(&error));
+    let response = result.unwrap_or_else(|error| error_response(&error, trace_id.as_deref()));
     shared.metrics.record_response(response.status());
     in_flight.respond(response)
 }
 
 /// The response for a request that failed, logged by who is at fault.
-fn error_response(error: &ProxyError) -> Response<Body> {
+fn error_response(error: &ProxyError, trace_id: Option<&str>) -> Response<Body> {
+    let trace_id = trace_id.unwrap_or_default();
     match error.source() {
-        crate::errors::ErrorSource::Upstream => tracing::warn!(%error, "upstream error"),
-        _ => tracing::debug!(%error, "request not forwarded"),
+        crate::errors::ErrorSource::Upstream => {
+            tracing::warn!(%error, trace_id, "upstream error");
+        }
+        _ => tracing::debug!(%error, trace_id, "request not forwarded"),
     }
     text_response(error.status(), error.public_message().to_owned())
 }
@@ -148,6 +175,9 @@ async fn proxy(
             })?;
     log_facts.series.route = Arc::clone(&route.stats.id);
     log_facts.route_stats = Some(Arc::clone(&route.stats));
+    if let Some(span) = &mut log_facts.span {
+        span.routed(&route.stats.id, &vhost.listener);
+    }
     log_facts.series.listener = Arc::clone(&vhost.listener);
     if log_facts.enabled {
         log_facts.route = Some(RouteFacts {
@@ -213,6 +243,9 @@ async fn serve_route(
                 }
                 Target::Cluster(cluster) => {
                     log_facts.series.backend = Arc::clone(&cluster.backend);
+                    if let Some(span) = &mut log_facts.span {
+                        span.backend(&cluster.backend);
+                    }
                     apply_request_filters(&backend.filters, &mut parts, &mut authority, prefix)?;
                     let mirrors = route
                         .filters

@@ -21,6 +21,7 @@ pub mod l4;
 pub mod listeners;
 pub mod metrics;
 pub mod router;
+pub mod spans;
 pub mod tls;
 pub mod upstream;
 pub mod xds;
@@ -55,6 +56,8 @@ pub struct ProxyConfig {
     pub upstream: upstream::Settings,
     /// `--access-log`.
     pub access_log: access_log::Format,
+    /// `--otlp-endpoint`, `--trace-sampling` (and the `OTEL_*` environment).
+    pub traces: serval_common::traces::TraceArgs,
 }
 
 /// Runs the proxy until `shutdown` fires, then drains.
@@ -65,13 +68,19 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
     let access_log =
         access_log::AccessLog::stdout(config.access_log, metrics.access_log_dropped.clone())
             .map_err(|e| anyhow::anyhow!("access log writer: {e}"))?;
+    let traces = serval_common::traces::Traces::start(
+        &config.traces,
+        "serval-proxy",
+        metrics.trace_spans_dropped.clone(),
+    )?;
     let shared = Arc::new(
         http::Shared::new(
             Arc::clone(&store),
             upstream::Upstream::new(config.upstream, metrics.upstream_connections.clone()),
             Arc::clone(&metrics),
         )
-        .with_access_log(access_log.clone()),
+        .with_access_log(access_log.clone())
+        .with_spans(traces.as_ref().map(|t| spans::Spans::new(t.tracer.clone()))),
     );
     let listeners = Arc::new(listeners::Listeners::new(
         shared,
@@ -122,8 +131,12 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
     );
     client.run(shutdown, latch).await;
     listeners.drained().await;
-    // The requests that ended while draining are logged too.
+    // The requests that ended while draining are logged too, and their spans exported.
     access_log.close(Duration::from_secs(2));
+    if let Some(traces) = traces {
+        // Shutting the exporter down flushes it, and waits: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || drop(traces)).await;
+    }
     Ok(())
 }
 

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub downstream_connections: Gauge,
     /// Client connections accepted.
     pub downstream_connections_accepted: Counter,
+    /// Finished spans dropped because the export queue was full.
+    pub trace_spans_dropped: Counter,
 }
 
 /// The `backend` label: a Service port, `namespace/name:port`.
@@ -90,7 +92,13 @@ impl Metrics {
             upstream_connect_failures: Family::default(),
             downstream_connections: Gauge::default(),
             downstream_connections_accepted: Counter::default(),
+            trace_spans_dropped: Counter::default(),
         };
+        registry.register(
+            "trace_spans_dropped",
+            "Finished spans dropped because the export queue was full",
+            m.trace_spans_dropped.clone(),
+        );
         registry.register(
             "upstream_connections",
             "Open connections to backends",

@@ -56,6 +56,7 @@ fn facts() -> Facts {
     Facts {
         series: Default::default(),
         route_stats: None,
+        span: None,
         enabled: true,
         route: Some(RouteFacts {
             name: serval_common::names::route("app", "HTTPRoute", "web", 2, 0),

@@ -1,0 +1,223 @@
+//! OpenTelemetry traces for both binaries: a tracer provider exporting over OTLP, configured from
+//! the standard environment (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+//! `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`,
+//! `OTEL_SDK_DISABLED`) or the flags that override it (`--otlp-endpoint`, `--trace-sampling`).
+//!
+//! Tracing is off unless an endpoint is configured: then no span is ever made and the request
+//! path pays nothing. When on, finished spans go to a bounded queue that a background thread
+//! exports in batches (OTLP over gRPC); a span that finds the queue full is dropped and counted in
+//! `serval_trace_spans_dropped_total`, so export never blocks or slows the caller.
+//!
+//! What the spans are is the components' business (the proxy's request spans, the control plane's
+//! rollout spans).
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{
+    Resource,
+    error::OTelSdkResult,
+    trace::{
+        BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span,
+        SpanData, SpanExporter, SpanProcessor,
+    },
+};
+use prometheus_client::metrics::counter::Counter;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+/// Finished spans waiting for export at most, unless `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise.
+const DEFAULT_QUEUE: usize = 2048;
+
+/// Trace settings from flags (they win over the environment).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TraceArgs {
+    /// OTLP/gRPC endpoint to export traces to (e.g. `http://otel-collector:4317`); default
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, then `OTEL_EXPORTER_OTLP_ENDPOINT`. Without one,
+    /// tracing is off.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of new traces to sample, 0 to 1 (parent-based: a request that arrives with a
+    /// sampled `traceparent` is always traced). Default: `OTEL_TRACES_SAMPLER[_ARG]`, else every
+    /// trace.
+    #[arg(long, value_name = "RATIO", value_parser = ratio)]
+    pub trace_sampling: Option<f64>,
+}
+
+fn ratio(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not between 0 and 1"))
+    }
+}
+
+/// Why tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP exporter for {endpoint}: {reason}")]
+pub struct TraceError {
+    /// The endpoint.
+    pub endpoint: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// A running tracer: its provider (shut down on drop, flushing what is queued) and a tracer.
+#[derive(Debug)]
+pub struct Traces {
+    provider: SdkTracerProvider,
+    /// The tracer the component starts spans with.
+    pub tracer: SdkTracer,
+}
+
+impl Traces {
+    /// Starts exporting if an endpoint is configured; `None` when tracing is off. `service` is
+    /// the default `service.name` (`OTEL_SERVICE_NAME` wins); dropped spans are counted in
+    /// `dropped`. Needs a Tokio runtime (the exporter's gRPC channel).
+    pub fn start(
+        args: &TraceArgs,
+        service: &'static str,
+        dropped: Counter,
+    ) -> Result<Option<Self>, TraceError> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        let Some(endpoint) = args
+            .otlp_endpoint
+            .clone()
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        else {
+            return Ok(None);
+        };
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .map_err(|e| TraceError {
+                endpoint: endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+        let cap = env("OTEL_BSP_MAX_QUEUE_SIZE")
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_QUEUE);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let batches = BatchSpanProcessor::builder(Counting {
+            inner: exporter,
+            pending: Arc::clone(&pending),
+        })
+        // Room for twice the cap: the bound is enforced in front of it, where drops are counted.
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(cap * 2)
+                .build(),
+        )
+        .build();
+        let processor = Bounded {
+            inner: batches,
+            pending,
+            cap,
+            dropped,
+        };
+        let resource = match env("OTEL_SERVICE_NAME") {
+            Some(_) => Resource::builder().build(),
+            None => Resource::builder().with_service_name(service).build(),
+        };
+        let mut builder = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(resource);
+        if let Some(ratio) = args.trace_sampling {
+            builder = builder.with_sampler(Sampler::ParentBased(Box::new(
+                Sampler::TraceIdRatioBased(ratio),
+            )));
+        }
+        let provider = builder.build();
+        let tracer = provider.tracer(service);
+        tracing::info!(%endpoint, "exporting traces over OTLP");
+        Ok(Some(Self { provider, tracer }))
+    }
+
+    /// Exports what is queued now (blocks: call from a blocking context).
+    pub fn flush(&self) {
+        let _ = self.provider.force_flush();
+    }
+}
+
+impl Drop for Traces {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Lets at most `cap` finished spans wait for export; drops (and counts) the rest.
+#[derive(Debug)]
+struct Bounded<P> {
+    inner: P,
+    pending: Arc<AtomicUsize>,
+    cap: usize,
+    dropped: Counter,
+}
+
+impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
+    fn on_start(&self, span: &mut Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= self.cap {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.dropped.inc();
+            return;
+        }
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// An exporter that tells [`Bounded`] when spans have left the queue.
+#[derive(Debug)]
+struct Counting<E> {
+    inner: E,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<E: SpanExporter> SpanExporter for Counting<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        self.pending.fetch_sub(n, Ordering::Relaxed);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}

@@ -1,0 +1,228 @@
+//! Request spans (OpenTelemetry HTTP semantic conventions): a server span per request, child of
+//! the W3C `traceparent`/`tracestate` it arrived with, and a client span per upstream attempt
+//! (so retries show), whose context is sent to the backend in place of the client's.
+//!
+//! Server span: named `{method} {route}` once routed (`{method}` before), attributes
+//! `http.request.method`, `url.path`, `url.scheme`, `server.address`, `network.protocol.version`,
+//! `client.address`, `http.route` (the route, `namespace/name`), `serval.gateway`,
+//! `serval.listener`, `serval.rule`, `serval.backend`, `http.response.status_code`; status Error on
+//! a 5xx or a request dropped before its response. Client span: `{method}`, `server.address`,
+//! `server.port` (the endpoint), `http.request.method`, `http.request.resend_count` on retries,
+//! `http.response.status_code` or `error.type`.
+//!
+//! Sampling and export are `serval_common::traces`'. Without a tracer nothing here runs, and a
+//! client's `traceparent` goes to the backend unchanged.
+
+use crate::metrics::requests::RouteId;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use opentelemetry::{
+    Context, KeyValue,
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _},
+};
+use opentelemetry_sdk::{
+    propagation::TraceContextPropagator,
+    trace::{SdkTracer, Span},
+};
+use std::net::SocketAddr;
+
+/// Starts request spans.
+#[derive(Debug)]
+pub struct Spans {
+    tracer: SdkTracer,
+    propagator: TraceContextPropagator,
+}
+
+/// What a server span is started from.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// HTTP version.
+    pub version: Version,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The request's host (without port).
+    pub host: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The client.
+    pub client: SocketAddr,
+    /// The request's headers (for `traceparent` and `tracestate`).
+    pub headers: &'a HeaderMap,
+}
+
+/// The span of one request, ended when its response has been sent.
+#[derive(Debug)]
+pub struct ServerSpan {
+    span: Span,
+    /// Its context, the parent of its client spans.
+    cx: Context,
+    method: Method,
+}
+
+/// The span of one upstream attempt.
+#[derive(Debug)]
+pub struct ClientSpan {
+    span: Span,
+    cx: Context,
+}
+
+impl Spans {
+    /// Spans started with `tracer`.
+    pub fn new(tracer: SdkTracer) -> Self {
+        Self {
+            tracer,
+            propagator: TraceContextPropagator::new(),
+        }
+    }
+
+    /// The server span of a request that just arrived.
+    pub fn server(&self, req: &Incoming<'_>) -> ServerSpan {
+        let parent = self.propagator.extract(&Headers(req.headers));
+        let version = match req.version {
+            Version::HTTP_10 => "1.0",
+            Version::HTTP_2 => "2",
+            Version::HTTP_3 => "3",
+            _ => "1.1",
+        };
+        let span = self
+            .tracer
+            .span_builder(req.method.as_str().to_owned())
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", req.method.as_str().to_owned()),
+                KeyValue::new("url.path", req.path.to_owned()),
+                KeyValue::new("url.scheme", req.scheme),
+                KeyValue::new("server.address", req.host.to_owned()),
+                KeyValue::new("network.protocol.version", version),
+                KeyValue::new("client.address", req.client.ip().to_string()),
+            ])
+            .start_with_context(&self.tracer, &parent);
+        let cx = Context::new().with_remote_span_context(span.span_context().clone());
+        ServerSpan {
+            span,
+            cx,
+            method: req.method.clone(),
+        }
+    }
+
+    /// The span of one attempt of the request of `server` to `endpoint` (`attempt` 0 first).
+    pub fn client(&self, server: &ServerSpan, endpoint: SocketAddr, attempt: u32) -> ClientSpan {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", server.method.as_str().to_owned()),
+            KeyValue::new("server.address", endpoint.ip().to_string()),
+            KeyValue::new("server.port", i64::from(endpoint.port())),
+        ];
+        if attempt > 0 {
+            attributes.push(KeyValue::new(
+                "http.request.resend_count",
+                i64::from(attempt),
+            ));
+        }
+        let span = self
+            .tracer
+            .span_builder(server.method.as_str().to_owned())
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(&self.tracer, &server.cx);
+        let cx = Context::new().with_remote_span_context(span.span_context().clone());
+        ClientSpan { span, cx }
+    }
+
+    /// Writes `client`'s context into an upstream request's headers (replacing the client's).
+    pub fn inject(&self, client: &ClientSpan, headers: &mut HeaderMap) {
+        self.propagator
+            .inject_context(&client.cx, &mut HeadersMut(headers));
+    }
+}
+
+impl ServerSpan {
+    /// The trace id, 32 hex digits.
+    pub fn trace_id(&self) -> String {
+        self.span.span_context().trace_id().to_string()
+    }
+
+    /// The request matched `route` through `listener`.
+    pub fn routed(&mut self, route: &RouteId, listener: &str) {
+        self.span
+            .update_name(format!("{} {}", self.method.as_str(), route.route));
+        self.span.set_attributes([
+            KeyValue::new("http.route", route.route.to_string()),
+            KeyValue::new("serval.gateway", route.gateway.to_string()),
+            KeyValue::new("serval.listener", listener.to_owned()),
+            KeyValue::new("serval.rule", route.rule.to_string()),
+        ]);
+    }
+
+    /// The request goes to the Service port `backend`.
+    pub fn backend(&mut self, backend: &str) {
+        self.span
+            .set_attribute(KeyValue::new("serval.backend", backend.to_owned()));
+    }
+
+    /// Ends the span: `status` was sent (0: none, the client went away first).
+    pub fn end(mut self, status: u16) {
+        if status == 0 {
+            self.span.set_status(Status::error("no response sent"));
+        } else {
+            self.span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                self.span.set_status(Status::error(""));
+            }
+        }
+        self.span.end();
+    }
+}
+
+impl ClientSpan {
+    /// Ends the attempt: the backend answered `status`, or failed with `error`.
+    pub fn end(mut self, outcome: Result<u16, &'static str>) {
+        match outcome {
+            Ok(status) => {
+                self.span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
+                if status >= 500 {
+                    self.span.set_status(Status::error(""));
+                }
+            }
+            Err(kind) => {
+                self.span.set_attribute(KeyValue::new("error.type", kind));
+                self.span.set_status(Status::error(kind));
+            }
+        }
+        self.span.end();
+    }
+}
+
+/// Reads propagation headers.
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// Writes propagation headers.
+struct HeadersMut<'a>(&'a mut HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
