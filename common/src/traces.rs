@@ -72,8 +72,15 @@ pub struct TraceError {
 #[derive(Debug)]
 pub struct Traces {
     provider: SdkTracerProvider,
-    /// The tracer the component starts spans with.
+    /// The tracer the component starts spans with. It records every span it is asked for
+    /// (parent-based: children of a recorded span are recorded); whether to start a trace is
+    /// the caller's decision, with [`Traces::ratio`].
     pub tracer: SdkTracer,
+    /// Probability with which a new trace should be started: `--trace-sampling`, else from
+    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (`always_on` and `parentbased_always_on`
+    /// 1, `always_off` and `parentbased_always_off` 0, `traceidratio` and
+    /// `parentbased_traceidratio` the argument), else 1.
+    pub ratio: f64,
 }
 
 impl Traces {
@@ -132,18 +139,24 @@ impl Traces {
             Some(_) => Resource::builder().build(),
             None => Resource::builder().with_service_name(service).build(),
         };
-        let mut builder = SdkTracerProvider::builder()
+        let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
-            .with_resource(resource);
-        if let Some(ratio) = args.trace_sampling {
-            builder = builder.with_sampler(Sampler::ParentBased(Box::new(
-                Sampler::TraceIdRatioBased(ratio),
-            )));
-        }
-        let provider = builder.build();
+            .with_resource(resource)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+            .build();
         let tracer = provider.tracer(service);
-        tracing::info!(%endpoint, "exporting traces over OTLP");
-        Ok(Some(Self { provider, tracer }))
+        let ratio = args.trace_sampling.unwrap_or_else(|| {
+            env_ratio(
+                env("OTEL_TRACES_SAMPLER").as_deref(),
+                env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+            )
+        });
+        tracing::info!(%endpoint, ratio, "exporting traces over OTLP");
+        Ok(Some(Self {
+            provider,
+            tracer,
+            ratio,
+        }))
     }
 
     /// Exports what is queued now (blocks: call from a blocking context).
@@ -155,6 +168,30 @@ impl Traces {
 impl Drop for Traces {
     fn drop(&mut self) {
         let _ = self.provider.shutdown();
+    }
+}
+
+/// The ratio of new traces to sample that `OTEL_TRACES_SAMPLER` and its argument ask for.
+fn env_ratio(sampler: Option<&str>, arg: Option<&str>) -> f64 {
+    let arg = || {
+        arg.and_then(|a| ratio(a).ok()).unwrap_or_else(|| {
+            tracing::warn!(
+                "OTEL_TRACES_SAMPLER_ARG is not a ratio between 0 and 1; sampling every trace"
+            );
+            1.0
+        })
+    };
+    match sampler {
+        Some("always_off" | "parentbased_always_off") => 0.0,
+        Some("traceidratio" | "parentbased_traceidratio") => arg(),
+        Some("always_on" | "parentbased_always_on") | None => 1.0,
+        Some(other) => {
+            tracing::warn!(
+                sampler = other,
+                "OTEL_TRACES_SAMPLER not supported; sampling every trace"
+            );
+            1.0
+        }
     }
 }
 
@@ -219,5 +256,24 @@ impl<E: SpanExporter> SpanExporter for Counting<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sampler_environment_gives_the_ratio() {
+        assert_eq!(env_ratio(None, None), 1.0);
+        assert_eq!(env_ratio(Some("always_off"), None), 0.0);
+        assert_eq!(env_ratio(Some("parentbased_always_on"), None), 1.0);
+        assert_eq!(
+            env_ratio(Some("parentbased_traceidratio"), Some("0.25")),
+            0.25
+        );
+        assert_eq!(env_ratio(Some("traceidratio"), Some("2")), 1.0);
+        assert_eq!(env_ratio(Some("xray"), None), 1.0);
+        assert!(ratio("0.5").is_ok() && ratio("-1").is_err() && ratio("x").is_err());
     }
 }

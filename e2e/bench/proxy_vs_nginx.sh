@@ -8,7 +8,10 @@
 # the report gives the median of the rounds for each and their ratio. With ACCESS_LOG=1 a second
 # Serval with its access log on (JSON lines to a file) runs in the same rounds, for the log's cost.
 # With BASELINE=/path/to/serval-control-plane (another build, e.g. of an earlier commit) that
-# build runs in the same rounds too, for the cost of a change.
+# build runs in the same rounds too, for the cost of a change. With TRACING=1 two more Servals
+# export traces to a counting OTLP receiver (target/release/serval-otlp-sink), sampling 1% and
+# 100% of requests, for the cost of tracing. Each Serval's CPU time per request (user + system of
+# its process, which also holds an idle control plane) is reported next to its throughput.
 # Everything it starts is stopped on exit.
 set -euo pipefail
 rounds=${1:-5}
@@ -88,23 +91,33 @@ SERVAL_LOG=warn "$root/target/release/serval-control-plane" standalone --config-
   --xds-addr "127.0.0.1:$xds_port" --admin-addr "127.0.0.1:$admin_port" --access-log off & pids+=($!)
 contenders=(serval nginx)
 declare -A port_of=([serval]=$serval_port [nginx]=$nginx_port)
+declare -A pid_of=([serval]=$!)
+# Another Serval contender: name, binary, extra arguments.
+serval_contender() {
+  local name=$1 bin=$2; shift 2
+  local port; port=$(free_port)
+  serval_config "$work/$name" "$port"
+  SERVAL_LOG=warn "$bin" standalone --config-dir "$work/$name" \
+    --xds-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$(free_port)" "$@" & pids+=($!)
+  pid_of[$name]=$!
+  contenders+=("$name")
+  port_of[$name]=$port
+}
+if [ -n "${TRACING:-}" ]; then
+  sink_port=$(free_port)
+  "$root/target/release/serval-otlp-sink" --listen "127.0.0.1:$sink_port" 2> "$work/sink.log" & pids+=($!)
+  for pct in 1 100; do
+    OTEL_BSP_SCHEDULE_DELAY=1000 serval_contender "trace$pct" "$root/target/release/serval-control-plane" \
+      --access-log off --otlp-endpoint "http://127.0.0.1:$sink_port" \
+      --trace-sampling "$(awk -v p=$pct 'BEGIN { print p / 100 }')"
+  done
+fi
 if [ -n "${ACCESS_LOG:-}" ]; then
-  logged_port=$(free_port)
-  serval_config "$work/logged" "$logged_port"
-  SERVAL_LOG=warn "$root/target/release/serval-control-plane" standalone --config-dir "$work/logged" \
-    --xds-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$(free_port)" --access-log json \
-    > "$work/access.log" & pids+=($!)
-  contenders+=(logged)
-  port_of[logged]=$logged_port
+  serval_contender logged "$root/target/release/serval-control-plane" --access-log json > "$work/access.log"
 fi
 
 if [ -n "${BASELINE:-}" ]; then
-  baseline_port=$(free_port)
-  serval_config "$work/baseline" "$baseline_port"
-  SERVAL_LOG=warn "$BASELINE" standalone --config-dir "$work/baseline" \
-    --xds-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$(free_port)" --access-log off & pids+=($!)
-  contenders+=(baseline)
-  port_of[baseline]=$baseline_port
+  serval_contender baseline "$BASELINE" --access-log off
 fi
 
 for port in "${port_of[@]}" $backend_port; do
@@ -123,18 +136,33 @@ run() { # port -> "req/s p50_ms p99_ms"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
 echo "load: wrk -t1 -c$connections -d${seconds}s, HTTP/1.1 keep-alive, GET / -> nginx 'return 200' backend"
-printf '%-6s %-8s %12s %10s %10s\n' round proxy req/s p50_ms p99_ms
-for name in "${contenders[@]}"; do : > "$work/$name.txt"; done
+ticks() { # pid -> user + system clock ticks
+  if [ -z "${1:-}" ]; then echo 0; return; fi
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+hz=$(getconf CLK_TCK)
+printf '%-6s %-8s %12s %10s %10s %12s\n' round proxy req/s p50_ms p99_ms cpu_us/req
+for name in "${contenders[@]}"; do : > "$work/$name.txt"; : > "$work/$name.cpu"; done
 for r in $(seq "$rounds"); do
   for name in "${contenders[@]}"; do
+    pid=${pid_of[$name]:-}
+    t0=$(ticks "$pid")
     m=$(run "${port_of[$name]}"); echo "$m" >> "$work/$name.txt"
-    printf '%-6s %-8s %12s %10s %10s\n' "$r" "$name" $m
+    t1=$(ticks "$pid")
+    cpu=-
+    if [ -n "$pid" ]; then
+      cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v rps="${m%% *}" -v s="$seconds" 'BEGIN { printf "%.2f", d / hz * 1e6 / (rps * s) }')
+      echo "$cpu" >> "$work/$name.cpu"
+    fi
+    printf '%-6s %-8s %12s %10s %10s %12s\n' "$r" "$name" ${m%% Non*} "$cpu"
   done
 done
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for name in "${contenders[@]}"; do
-  printf 'median %-8s req/s %s  p50 %s ms  p99 %s ms\n' "$name" \
-    "$(cut -d' ' -f1 "$work/$name.txt" | median)" "$(cut -d' ' -f2 "$work/$name.txt" | median)" "$(cut -d' ' -f3 "$work/$name.txt" | median)"
+  cpu=-
+  [ -s "$work/$name.cpu" ] && cpu=$(median < "$work/$name.cpu")
+  printf 'median %-8s req/s %s  p50 %s ms  p99 %s ms  cpu %s us/req\n' "$name" \
+    "$(cut -d' ' -f1 "$work/$name.txt" | median)" "$(cut -d' ' -f2 "$work/$name.txt" | median)" "$(cut -d' ' -f3 "$work/$name.txt" | median)" "$cpu"
 done
 s=$(cut -d' ' -f1 "$work/serval.txt" | median); n=$(cut -d' ' -f1 "$work/nginx.txt" | median)
 echo "ratio serval/nginx req/s: $(awk -v s="$s" -v n="$n" 'BEGIN { printf "%.2f", s / n }')"
@@ -142,6 +170,14 @@ if [ -n "${ACCESS_LOG:-}" ]; then
   l=$(cut -d' ' -f1 "$work/logged.txt" | median)
   echo "ratio serval with access log / without req/s: $(awk -v l="$l" -v s="$s" 'BEGIN { printf "%.2f", l / s }')"
   echo "access-log lines written: $(wc -l < "$work/access.log")"
+fi
+if [ -n "${TRACING:-}" ]; then
+  c0=$(median < "$work/serval.cpu")
+  for pct in 1 100; do
+    c=$(median < "$work/trace$pct.cpu")
+    echo "tracing at $pct%: cpu per request $(awk -v c="$c" -v c0="$c0" 'BEGIN { printf "%+.1f%%", (c / c0 - 1) * 100 }') vs off, req/s ratio $(awk -v t="$(cut -d' ' -f1 "$work/trace$pct.txt" | median)" -v s="$s" 'BEGIN { printf "%.2f", t / s }')"
+  done
+  echo "spans received by the sink: $(tail -1 "$work/sink.log")"
 fi
 if [ -n "${BASELINE:-}" ]; then
   b=$(cut -d' ' -f1 "$work/baseline.txt" | median)

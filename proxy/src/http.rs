@@ -100,7 +100,7 @@ pub async fn handle(
 ) -> Response<Body> {
     let received = Arc::new(AtomicU64::new(0));
     let authority = request_authority(&req).unwrap_or_default();
-    let span = shared.spans.as_ref().map(|spans| {
+    let span = shared.spans.as_ref().and_then(|spans| {
         spans.server(&crate::spans::Incoming {
             method: req.method(),
             version: req.version(),

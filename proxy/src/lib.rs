@@ -80,7 +80,11 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
             Arc::clone(&metrics),
         )
         .with_access_log(access_log.clone())
-        .with_spans(traces.as_ref().map(|t| spans::Spans::new(t.tracer.clone()))),
+        .with_spans(
+            traces
+                .as_ref()
+                .map(|t| spans::Spans::new(t.tracer.clone(), t.ratio)),
+        ),
     );
     let listeners = Arc::new(listeners::Listeners::new(
         shared,

@@ -10,8 +10,11 @@
 //! `server.port` (the endpoint), `http.request.method`, `http.request.resend_count` on retries,
 //! `http.response.status_code` or `error.type`.
 //!
-//! Sampling and export are `serval_common::traces`'. Without a tracer nothing here runs, and a
-//! client's `traceparent` goes to the backend unchanged.
+//! Sampling is decided here, first, parent-based: a request whose `traceparent` is sampled is
+//! traced, one whose `traceparent` is not is not, and a new trace is with the configured ratio. A
+//! request that is not traced costs a header lookup and a random number: no span is made and its
+//! `traceparent`, if any, goes to the backend unchanged, as without tracing. Export is
+//! `serval_common::traces`'.
 
 use crate::metrics::requests::RouteId;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
@@ -31,6 +34,8 @@ use std::net::SocketAddr;
 pub struct Spans {
     tracer: SdkTracer,
     propagator: TraceContextPropagator,
+    /// Probability that a new trace is sampled.
+    ratio: f64,
 }
 
 /// What a server span is started from.
@@ -58,7 +63,7 @@ pub struct ServerSpan {
     span: Span,
     /// Its context, the parent of its client spans.
     cx: Context,
-    method: Method,
+    method: &'static str,
 }
 
 /// The span of one upstream attempt.
@@ -69,29 +74,45 @@ pub struct ClientSpan {
 }
 
 impl Spans {
-    /// Spans started with `tracer`.
-    pub fn new(tracer: SdkTracer) -> Self {
+    /// Spans started with `tracer` (which records whatever it is given); new traces are sampled
+    /// with probability `ratio`.
+    pub fn new(tracer: SdkTracer, ratio: f64) -> Self {
         Self {
             tracer,
             propagator: TraceContextPropagator::new(),
+            ratio,
         }
     }
 
-    /// The server span of a request that just arrived.
-    pub fn server(&self, req: &Incoming<'_>) -> ServerSpan {
-        let parent = self.propagator.extract(&Headers(req.headers));
+    /// The server span of a request that just arrived, if it is traced.
+    pub fn server(&self, req: &Incoming<'_>) -> Option<ServerSpan> {
+        let parent = if req.headers.contains_key("traceparent") {
+            let parent = self.propagator.extract(&Headers(req.headers));
+            let remote = parent.span().span_context().clone();
+            if remote.is_valid() && !remote.is_sampled() {
+                return None;
+            }
+            parent
+        } else {
+            Context::new()
+        };
+        let has_parent = parent.span().span_context().is_valid();
+        if !has_parent && !(self.ratio >= 1.0 || fastrand::f64() < self.ratio) {
+            return None;
+        }
         let version = match req.version {
             Version::HTTP_10 => "1.0",
             Version::HTTP_2 => "2",
             Version::HTTP_3 => "3",
             _ => "1.1",
         };
+        let method = method_str(req.method);
         let span = self
             .tracer
-            .span_builder(req.method.as_str().to_owned())
+            .span_builder(method)
             .with_kind(SpanKind::Server)
             .with_attributes([
-                KeyValue::new("http.request.method", req.method.as_str().to_owned()),
+                KeyValue::new("http.request.method", method),
                 KeyValue::new("url.path", req.path.to_owned()),
                 KeyValue::new("url.scheme", req.scheme),
                 KeyValue::new("server.address", req.host.to_owned()),
@@ -100,17 +121,13 @@ impl Spans {
             ])
             .start_with_context(&self.tracer, &parent);
         let cx = Context::new().with_remote_span_context(span.span_context().clone());
-        ServerSpan {
-            span,
-            cx,
-            method: req.method.clone(),
-        }
+        Some(ServerSpan { span, cx, method })
     }
 
     /// The span of one attempt of the request of `server` to `endpoint` (`attempt` 0 first).
     pub fn client(&self, server: &ServerSpan, endpoint: SocketAddr, attempt: u32) -> ClientSpan {
         let mut attributes = vec![
-            KeyValue::new("http.request.method", server.method.as_str().to_owned()),
+            KeyValue::new("http.request.method", server.method),
             KeyValue::new("server.address", endpoint.ip().to_string()),
             KeyValue::new("server.port", i64::from(endpoint.port())),
         ];
@@ -122,7 +139,7 @@ impl Spans {
         }
         let span = self
             .tracer
-            .span_builder(server.method.as_str().to_owned())
+            .span_builder(server.method)
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
             .start_with_context(&self.tracer, &server.cx);
@@ -146,7 +163,7 @@ impl ServerSpan {
     /// The request matched `route` through `listener`.
     pub fn routed(&mut self, route: &RouteId, listener: &str) {
         self.span
-            .update_name(format!("{} {}", self.method.as_str(), route.route));
+            .update_name(format!("{} {}", self.method, route.route));
         self.span.set_attributes([
             KeyValue::new("http.route", route.route.to_string()),
             KeyValue::new("serval.gateway", route.gateway.to_string()),
@@ -197,6 +214,22 @@ impl ClientSpan {
             }
         }
         self.span.end();
+    }
+}
+
+/// The method as a `'static` string (no allocation for the standard ones).
+fn method_str(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
     }
 }
 
