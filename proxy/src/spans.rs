@@ -97,7 +97,7 @@ impl Spans {
             Context::new()
         };
         let has_parent = parent.span().span_context().is_valid();
-        if !has_parent && !(self.ratio >= 1.0 || fastrand::f64() < self.ratio) {
+        if !(has_parent || self.ratio >= 1.0 || fastrand::f64() < self.ratio) {
             return None;
         }
         let version = match req.version {
