@@ -22,6 +22,7 @@ use opentelemetry_sdk::{
 };
 use prometheus_client::metrics::counter::Counter;
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -168,6 +169,41 @@ impl Traces {
 impl Drop for Traces {
     fn drop(&mut self) {
         let _ = self.provider.shutdown();
+    }
+}
+
+/// `span`'s W3C trace context as `traceparent` (and `tracestate`) entries, for the delta
+/// protocol's `trace_context`.
+pub fn context_map(span: &opentelemetry::trace::SpanContext) -> BTreeMap<String, String> {
+    use opentelemetry::{propagation::TextMapPropagator, trace::TraceContextExt};
+    let cx = opentelemetry::Context::new().with_remote_span_context(span.clone());
+    let mut map = MapCarrier(BTreeMap::new());
+    opentelemetry_sdk::propagation::TraceContextPropagator::new().inject_context(&cx, &mut map);
+    map.0
+}
+
+/// The context `map` (a `trace_context`) names; an empty context if it names none.
+pub fn context_from_map(map: &BTreeMap<String, String>) -> opentelemetry::Context {
+    use opentelemetry::propagation::TextMapPropagator;
+    opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&MapCarrier(map.clone()))
+}
+
+/// A `trace_context` map as a propagation carrier.
+struct MapCarrier(BTreeMap<String, String>);
+
+impl opentelemetry::propagation::Injector for MapCarrier {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+impl opentelemetry::propagation::Extractor for MapCarrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
     }
 }
 

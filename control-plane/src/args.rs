@@ -131,6 +131,9 @@ pub struct KubernetesArgs {
     /// kubeconfig file; default: in-cluster, else `KUBECONFIG` / `~/.kube/config`.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Rollout traces (OTLP export).
+    #[command(flatten)]
+    pub traces: serval_common::traces::TraceArgs,
     /// Delta protocol (gRPC) address.
     #[arg(long, default_value = "0.0.0.0:18000")]
     pub xds_addr: SocketAddr,
@@ -404,6 +407,7 @@ impl TryFrom<KubernetesArgs> for kubernetes::Config {
             .filter(|i| !i.is_empty())
             .unwrap_or_else(default_identity);
         Ok(kubernetes::Config {
+            traces: args.traces,
             xds_limits: args.xds.limits()?,
             xds_tls: tls,
             kubeconfig: args.kubeconfig,

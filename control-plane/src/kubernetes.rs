@@ -48,6 +48,8 @@ pub struct Config {
     pub timing: Timing,
     /// Leader election.
     pub lease: leader::Settings,
+    /// Rollout traces (OTLP export).
+    pub traces: serval_common::traces::TraceArgs,
     /// Status writing.
     pub status: status_writer::Settings,
 }
@@ -58,6 +60,12 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
         source::client::build(config.kubeconfig.as_deref(), &config.lease.identity).await?;
     let mut registry = telemetry::registry("control-plane");
     let metrics = Arc::new(Metrics::register(&mut registry));
+    let traces = serval_common::traces::Traces::start(
+        &config.traces,
+        "serval-control-plane",
+        metrics.trace_spans_dropped.clone(),
+    )?;
+    let tracer = traces.as_ref().map(|t| t.tracer.clone());
     let (readiness, latch) = Readiness::new();
     tracing::info!(identity = %config.lease.identity, namespace = %config.lease.namespace, "starting");
 
@@ -81,6 +89,7 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
         board: Arc::clone(&board),
         snapshots: snapshot_tx,
         fleet: Arc::clone(&fleet),
+        tracer: tracer.clone(),
         kubernetes: Some(KubernetesOutputs {
             proxy_service: config.proxy_service.clone(),
             rounds: rounds_tx,
@@ -127,6 +136,7 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             tls: config.xds_tls.clone(),
             loopback_plaintext: false,
             metrics,
+            tracer,
             synced: synced_rx,
         },
         shutdown.clone(),
@@ -138,5 +148,9 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
     // The elector releases the Lease on shutdown, so another replica takes over at once.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), elector).await;
     servers.stopped().await;
+    if let Some(traces) = traces {
+        // Shutting the exporter down flushes it, and waits: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || drop(traces)).await;
+    }
     Ok(())
 }

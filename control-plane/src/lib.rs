@@ -19,6 +19,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy_status;
+pub mod rollout_trace;
 pub mod servers;
 pub mod snapshot;
 pub mod sources;

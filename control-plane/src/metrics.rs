@@ -76,6 +76,8 @@ pub struct Metrics {
     pub debounce_delay_seconds: Histogram,
     /// Change events from the config folder (standalone).
     pub config_file_events: Counter,
+    /// Finished spans dropped because the export queue was full.
+    pub trace_spans_dropped: Counter,
     /// Config files that currently fail to load.
     pub config_file_errors: Gauge,
     /// Kubernetes watch events received, by kind.
@@ -132,6 +134,7 @@ impl Metrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
             config_file_events: Counter::default(),
+            trace_spans_dropped: Counter::default(),
             config_file_errors: Gauge::default(),
             kubernetes_events: Family::default(),
             kubernetes_decode_errors: Family::default(),
@@ -205,6 +208,11 @@ impl Metrics {
             "debounce_delay_seconds",
             "From the first change observed to its translation starting (quiet period, maximum delay, reading the change)",
             m.debounce_delay_seconds.clone(),
+        );
+        registry.register(
+            "trace_spans_dropped",
+            "Finished spans dropped because the export queue was full",
+            m.trace_spans_dropped.clone(),
         );
         registry.register(
             "config_file_events",

@@ -41,6 +41,8 @@ pub struct Pipeline {
     pub fleet: Arc<Fleet>,
     /// Kubernetes mode only.
     pub kubernetes: Option<KubernetesOutputs>,
+    /// Rollout spans, when traces are exported.
+    pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
 /// What Kubernetes mode adds.
@@ -164,6 +166,16 @@ impl Pipeline {
             );
             memory.sequence += 1;
             self.metrics.snapshots.inc();
+            let trace = self.tracer.as_ref().map(|tracer| {
+                crate::rollout_trace::rollout(
+                    tracer,
+                    &snapshot.version.to_string(),
+                    snapshot.resources.len(),
+                    snapshot.observed,
+                    started,
+                )
+            });
+            let snapshot = snapshot.traced(trace);
             // Registered first, so no proxy can ACK it before the rollout is tracked.
             self.fleet.on_snapshot(&snapshot);
             self.snapshots.send_replace(Arc::new(snapshot));

@@ -47,6 +47,8 @@ pub struct Inputs {
     pub loopback_plaintext: bool,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Push spans, when traces are exported.
+    pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
     /// Turns true after the first complete sync.
     pub synced: watch::Receiver<bool>,
 }
@@ -82,7 +84,8 @@ pub async fn start(inputs: Inputs, shutdown: shutdown::Watch) -> anyhow::Result<
         inputs.limits,
         material.clone(),
         shutdown.clone(),
-    );
+    )
+    .with_tracer(inputs.tracer);
     let loopback = if inputs.loopback_plaintext && material.is_some() {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         Some(listener)

@@ -104,6 +104,8 @@ pub struct Snapshot {
     pub observed: Instant,
     /// Place in the sequence of published snapshots (0 before the first).
     pub sequence: u64,
+    /// The rollout span's context, when the control plane exports traces (its pushes join it).
+    pub trace: Option<opentelemetry::trace::SpanContext>,
     /// The resources as translate produced them (the next translation is diffed against these).
     sources: crate::translate::Resources,
     /// RouteConfig → the AttachedRoutes joining it.
@@ -229,6 +231,7 @@ impl Snapshot {
             sources,
             observed: Instant::now(),
             sequence: 0,
+            trace: None,
             classes: OnceLock::new(),
             views: Mutex::default(),
             base,
@@ -244,6 +247,12 @@ impl Snapshot {
     /// Sets the place in the sequence of published snapshots.
     pub fn sequence(mut self, sequence: u64) -> Self {
         self.sequence = sequence;
+        self
+    }
+
+    /// Sets the rollout span's context.
+    pub fn traced(mut self, trace: Option<opentelemetry::trace::SpanContext>) -> Self {
+        self.trace = trace;
         self
     }
 

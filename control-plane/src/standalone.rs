@@ -54,6 +54,12 @@ pub struct Config {
 pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()> {
     let mut registry = telemetry::registry("control-plane");
     let metrics = Arc::new(Metrics::register(&mut registry));
+    let traces = serval_common::traces::Traces::start(
+        &config.traces,
+        "serval-control-plane",
+        metrics.trace_spans_dropped.clone(),
+    )?;
+    let tracer = traces.as_ref().map(|t| t.tracer.clone());
     let (readiness, latch) = Readiness::new();
 
     let (source_tx, source_rx) = watch::channel(Arc::new(SourceState::default()));
@@ -71,6 +77,7 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
         board: Arc::clone(&board),
         snapshots: snapshot_tx,
         fleet: Arc::clone(&fleet),
+        tracer: tracer.clone(),
         kubernetes: None,
     };
     tokio::spawn(pipeline.run(source_rx, (latch, synced_tx)));
@@ -88,6 +95,7 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
             tls: config.xds_tls.clone(),
             loopback_plaintext: config.run_proxy,
             metrics,
+            tracer,
             synced: synced_rx,
         },
         shutdown.clone(),
@@ -143,5 +151,9 @@ pub async fn run(config: Config, shutdown: shutdown::Watch) -> anyhow::Result<()
         }
     }
     servers.stopped().await;
+    if let Some(traces) = traces {
+        // Shutting the exporter down flushes it, and waits: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || drop(traces)).await;
+    }
     Ok(())
 }

@@ -459,6 +459,17 @@ impl ControlPlane {
         xds: Option<SocketAddr>,
         extra: &[&str],
     ) -> Self {
+        Self::start_with_env(config_dir, log_dir, xds, extra, &[]).await
+    }
+
+    /// Like [`ControlPlane::start`], with extra environment variables.
+    pub async fn start_with_env(
+        config_dir: &Path,
+        log_dir: &Path,
+        xds: Option<SocketAddr>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let xds = xds.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut args: Vec<String> = vec![
@@ -480,10 +491,11 @@ impl ControlPlane {
             args.push("--proxy-admin-addr".into());
             args.push(a.to_string());
         }
-        let process = Process::start(
+        let process = Process::start_with_env(
             "control-plane",
             &binary("serval-control-plane"),
             &args,
+            env,
             log_dir,
         );
         let cp = Self {

@@ -196,6 +196,7 @@ async fn invalid_responses_are_nacked_and_the_last_good_config_keeps_serving() {
             resources,
             removed_resources: vec![],
             nonce: nonce.into(),
+            ..Default::default()
         };
     resp_tx
         .send(send("v1", "n1", initial(ip, echo.addr)))

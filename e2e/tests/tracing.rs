@@ -2,7 +2,9 @@
 //! A request sent with a `traceparent` yields a server span in that trace (child of the caller's
 //! span) and one client span per upstream attempt (children of the server span); the backend
 //! receives a `traceparent` of that trace naming the client span; the access log carries the
-//! trace id. Without a `traceparent`, and with sampling at 0, nothing is exported.
+//! trace id. Without a `traceparent`, and with sampling at 0, nothing is exported. And a
+//! configuration change is one trace: the control plane's rollout and push spans, and each
+//! proxy's apply span under its push.
 
 use serval_e2e::{
     harness::{
@@ -279,4 +281,190 @@ async fn request_spans_join_the_callers_trace_and_reach_the_backend() {
         proxy.metric("serval_trace_spans_dropped_total").await,
         Some(0.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_rollout_is_one_trace_from_the_control_plane_to_each_proxy() {
+    let logs = TempDir::new("rollout-trace-logs");
+    let dir = TempDir::new("rollout-trace");
+    let backend = EchoBackend::start("svc-a", "svc-a-pod-0", logs.path()).await;
+    let receiver = OtlpReceiver::start(true).await;
+    let ip = unique_loopback_ip();
+    let port = free_port();
+    let gateway: SocketAddr = (ip, port).into();
+    dir.write("gateway.yaml", &gateway_yaml(ip, port));
+    dir.write("services.yaml", &service_yaml("svc-a", &[backend.addr]));
+    dir.write("routes.yaml", ROUTES);
+    let endpoint = receiver.endpoint();
+    let cp = ControlPlane::start_with_env(
+        dir.path(),
+        logs.path(),
+        None,
+        &["--no-proxy", "--otlp-endpoint", &endpoint],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+    )
+    .await;
+    let p1 = traced_proxy(cp.xds, "rollout-1", logs.path(), &receiver, "0").await;
+    // The second proxy serves the same Gateway on its own address.
+    let other_ip = unique_loopback_ip();
+    let p2 = {
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let args: Vec<String> = [
+            "--xds-server",
+            &format!("http://{}", cp.xds),
+            "--xds-plaintext",
+            "--node-id",
+            "rollout-2",
+            "--admin-addr",
+            &admin.to_string(),
+            "--bind-address",
+            &other_ip.to_string(),
+            "--otlp-endpoint",
+            &endpoint,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let process = Process::start_with_env(
+            "rollout-2",
+            &binary("serval-proxy"),
+            &args,
+            &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+            logs.path(),
+        );
+        assert!(wait_ready(admin).await, "rollout-2 not ready");
+        Proxy { admin, process }
+    };
+    let client = HttpClient::http1();
+    for addr in [gateway, SocketAddr::from((other_ip, port))] {
+        assert!(
+            wait_until(Duration::from_secs(15), || async {
+                client
+                    .get(addr, "a.example", "/", &[])
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .await,
+            "{addr} never served"
+        );
+    }
+
+    // A new route: one rollout.
+    let before = [
+        p1.config_dump().await["version"].clone(),
+        p2.config_dump().await["version"].clone(),
+    ];
+    dir.write(
+        "new-route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: added, namespace: default}\nspec:\n  parentRefs: [{name: gw}]\n  hostnames: [added.example]\n  rules:\n  - backendRefs: [{name: svc-a, port: 80}]\n",
+    );
+    let mut versions = Vec::new();
+    for ((proxy, addr), version) in [(&p1, gateway), (&p2, SocketAddr::from((other_ip, port)))]
+        .into_iter()
+        .zip(before)
+    {
+        assert!(
+            wait_until(Duration::from_secs(15), || async {
+                client
+                    .get(addr, "added.example", "/", &[])
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+                    && proxy.config_dump().await["version"] != version
+            })
+            .await,
+            "the new route never reached {addr}"
+        );
+        versions.push(
+            proxy.config_dump().await["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    // Each proxy's apply span of its new version, under a push of the control plane, under a
+    // rollout: all in one trace.
+    let find_applies = || {
+        let spans = receiver.spans();
+        versions
+            .iter()
+            .zip(["rollout-1", "rollout-2"])
+            .map(|(v, node)| {
+                spans
+                    .iter()
+                    .find(|s| {
+                        s.span.name == "config.apply"
+                            && s.attribute("serval.snapshot.version").as_deref() == Some(v.as_str())
+                            && s.attribute("serval.node").as_deref() == Some(node)
+                    })
+                    .cloned()
+            })
+            .collect::<Option<Vec<Received>>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            find_applies().is_some()
+        })
+        .await,
+        "no apply span for the new versions: {:#?}",
+        receiver
+            .spans()
+            .iter()
+            .map(|s| (&s.service, &s.span.name))
+            .collect::<Vec<_>>()
+    );
+    let applies = find_applies().expect("apply spans");
+    assert_eq!(
+        applies[0].span.trace_id, applies[1].span.trace_id,
+        "one trace for the rollout"
+    );
+    let trace = applies[0].span.trace_id.clone();
+    let in_trace = |want: usize| {
+        let receiver = &receiver;
+        let trace = trace.clone();
+        async move {
+            wait_until(Duration::from_secs(15), || async {
+                receiver
+                    .spans()
+                    .iter()
+                    .filter(|s| s.span.trace_id == trace)
+                    .count()
+                    >= want
+            })
+            .await
+        }
+    };
+    // rollout + translate + 2 pushes + 2 applies.
+    assert!(in_trace(6).await, "the control plane's spans never came");
+    let spans: Vec<Received> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.span.trace_id == trace)
+        .collect();
+    let named =
+        |name: &str| -> Vec<&Received> { spans.iter().filter(|s| s.span.name == name).collect() };
+    let rollout = named("config.rollout");
+    assert_eq!(rollout.len(), 1, "{spans:#?}");
+    assert_eq!(rollout[0].service, "serval-control-plane");
+    assert!(
+        rollout[0].span.parent_span_id.is_empty(),
+        "the rollout is the root"
+    );
+    assert_eq!(
+        named("config.translate")[0].span.parent_span_id,
+        rollout[0].span.span_id
+    );
+    let pushes = named("config.push");
+    assert_eq!(pushes.len(), 2, "{spans:#?}");
+    for (apply, node) in applies.iter().zip(["rollout-1", "rollout-2"]) {
+        assert_eq!(apply.service, "serval-proxy");
+        assert_eq!(apply.attribute("serval.node").as_deref(), Some(node));
+        assert_eq!(apply.attribute("serval.answer").as_deref(), Some("ACK"));
+        let push = pushes
+            .iter()
+            .find(|p| p.span.span_id == apply.span.parent_span_id)
+            .expect("the apply span's parent is a push");
+        assert_eq!(push.attribute("serval.node").as_deref(), Some(node));
+        assert_eq!(push.span.parent_span_id, rollout[0].span.span_id);
+        assert_eq!(push.attribute("serval.answer").as_deref(), Some("ACK"));
+    }
 }

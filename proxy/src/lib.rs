@@ -132,7 +132,8 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
         applier,
         metrics,
         cache,
-    );
+    )
+    .with_tracer(traces.as_ref().map(|t| t.tracer.clone()));
     client.run(shutdown, latch).await;
     listeners.drained().await;
     // The requests that ended while draining are logged too, and their spans exported.

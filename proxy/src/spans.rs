@@ -259,3 +259,46 @@ impl Injector for HeadersMut<'_> {
         }
     }
 }
+
+/// The span of applying a delta response that carries the control plane's trace context
+/// (`config.apply`, a child of its push span), when traces are exported.
+pub fn apply_span(
+    tracer: &SdkTracer,
+    response: &serval_common::proto::discovery::v1::DeltaConfigResponse,
+    node: &str,
+) -> Option<Span> {
+    if response.trace_context.is_empty() {
+        return None;
+    }
+    let parent = serval_common::traces::context_from_map(&response.trace_context);
+    if !parent.span().span_context().is_valid() {
+        return None;
+    }
+    Some(
+        tracer
+            .span_builder("config.apply")
+            .with_kind(SpanKind::Consumer)
+            .with_attributes([
+                KeyValue::new("serval.node", node.to_owned()),
+                KeyValue::new(
+                    "serval.snapshot.version",
+                    response.system_version_info.clone(),
+                ),
+                KeyValue::new("serval.upserts", response.resources.len() as i64),
+                KeyValue::new("serval.removals", response.removed_resources.len() as i64),
+            ])
+            .start_with_context(tracer, &parent),
+    )
+}
+
+/// Ends an apply span: applied (ACK), or rejected with `error` (NACK).
+pub fn applied(mut span: Span, error: Option<&str>) {
+    match error {
+        None => span.set_attribute(KeyValue::new("serval.answer", "ACK")),
+        Some(message) => {
+            span.set_attribute(KeyValue::new("serval.answer", "NACK"));
+            span.set_status(Status::error(message.to_owned()));
+        }
+    }
+    span.end();
+}

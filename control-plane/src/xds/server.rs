@@ -91,9 +91,16 @@ pub struct DeltaServer {
     pushes: Arc<Semaphore>,
     tls: Option<Arc<Reloading>>,
     shutdown: shutdown::Watch,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
 impl DeltaServer {
+    /// The same server, tracing its pushes with `tracer` (see `rollout_trace`).
+    pub fn with_tracer(mut self, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
     /// A server of the snapshots published on `snapshots`, recording its streams in `fleet`.
     pub fn new(
         snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -113,6 +120,7 @@ impl DeltaServer {
             open: Arc::new(AtomicUsize::new(0)),
             pushes: Arc::new(Semaphore::new(limits.max_concurrent_pushes.max(1))),
             shutdown,
+            tracer: None,
         }
     }
 
@@ -258,6 +266,7 @@ impl ConfigDiscovery for DeltaServer {
             metrics: Arc::clone(&self.metrics),
             pushes: Arc::clone(&self.pushes),
             shutdown: self.shutdown.clone(),
+            tracer: self.tracer.clone(),
             _open: open,
         };
         tokio::spawn(tracing::Instrument::instrument(
@@ -302,6 +311,7 @@ struct StreamTask {
     metrics: Arc<Metrics>,
     pushes: Arc<Semaphore>,
     shutdown: shutdown::Watch,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
     _open: OpenStream,
 }
 
@@ -310,6 +320,8 @@ impl StreamTask {
         self.metrics.xds_streams.inc();
         let mut state = StreamState::default();
         let mut sent_at: Option<Instant> = None;
+        // The span of the response awaiting its answer (traces on, the snapshot traced).
+        let mut push_span: Option<opentelemetry_sdk::trace::Span> = None;
         self.snapshots.borrow_and_update();
         loop {
             let response = tokio::select! {
@@ -342,6 +354,13 @@ impl StreamTask {
                             if let Some(at) = sent_at.take() {
                                 self.metrics.xds_push_seconds.observe(at.elapsed().as_secs_f64());
                             }
+                            if let Some(span) = push_span.take() {
+                                let error = match &answer {
+                                    Answer::Nack { error, .. } => Some(error.message.as_str()),
+                                    Answer::Ack { .. } => None,
+                                };
+                                crate::rollout_trace::answered(span, error);
+                            }
                             self.answered(answer, &state, &snapshot);
                         }
                         step.response
@@ -361,7 +380,18 @@ impl StreamTask {
                     state.on_snapshot(&snapshot)
                 }
             };
-            if let Some(response) = response {
+            if let Some(mut response) = response {
+                let trace = self.snapshots.borrow().trace.clone();
+                if let (Some(tracer), Some(parent), Some(node)) =
+                    (&self.tracer, trace, state.node())
+                {
+                    push_span = Some(crate::rollout_trace::push(
+                        tracer,
+                        &parent,
+                        &node.id,
+                        &mut response,
+                    ));
+                }
                 tracing::debug!(
                     version = %response.system_version_info,
                     upserts = response.resources.len(),

@@ -198,6 +198,7 @@ impl StreamState {
                 .collect(),
             removed_resources: delta.removals.clone(),
             nonce: nonce.clone(),
+            ..Default::default()
         };
         self.in_flight = Some(InFlight {
             nonce,

@@ -73,8 +73,7 @@ pub fn encode(config: &Config) -> Vec<u8> {
                 resource: Some(resource.to_any()),
             })
             .collect(),
-        removed_resources: Vec::new(),
-        nonce: String::new(),
+        ..Default::default()
     }
     .encode_to_vec()
 }

@@ -48,6 +48,8 @@ pub struct Client {
     metrics: Arc<Metrics>,
     /// Each ACKed configuration, for `--config-cache`.
     acked: Option<watch::Sender<Option<Arc<Config>>>>,
+    /// Apply spans joining the control plane's rollout traces, when traces are exported.
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
 /// Why one stream ended.
@@ -75,7 +77,14 @@ impl Client {
             applier,
             metrics,
             acked,
+            tracer: None,
         }
+    }
+
+    /// The same client, recording an apply span for each traced response.
+    pub fn with_tracer(mut self, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     /// Runs until shutdown, reconnecting as needed. `ready` (if still held) is released after the
@@ -169,8 +178,16 @@ impl Client {
         self.metrics
             .xds_resources_received
             .inc_by(response.resources.len() as u64);
+        let span = self
+            .tracer
+            .as_ref()
+            .and_then(|t| crate::spans::apply_span(t, response, &self.settings.node.id));
         let started = std::time::Instant::now();
         let applied = self.applier.apply(response).await;
+        if let Some(span) = span {
+            let error = applied.as_ref().err().map(|d| d.message.as_str());
+            crate::spans::applied(span, error);
+        }
         let took = started.elapsed();
         self.metrics
             .config_apply_seconds
