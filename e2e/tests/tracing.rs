@@ -42,6 +42,7 @@ async fn traced_proxy(
     logs: &std::path::Path,
     receiver: &OtlpReceiver,
     sampling: &str,
+    propagators: &str,
 ) -> Proxy {
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let args: Vec<String> = [
@@ -65,7 +66,10 @@ async fn traced_proxy(
         name,
         &binary("serval-proxy"),
         &args,
-        &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_PROPAGATORS", propagators),
+        ],
         logs,
     );
     assert!(wait_ready(admin).await, "proxy {name} not ready");
@@ -94,7 +98,15 @@ async fn request_spans_join_the_callers_trace_and_reach_the_backend() {
     dir.write("routes.yaml", ROUTES);
     let cp = ControlPlane::start(dir.path(), logs.path(), None, &["--no-proxy"]).await;
     // Sampling 0 for new traces: only requests whose caller sampled them are traced.
-    let proxy = traced_proxy(cp.xds, "traced-proxy", logs.path(), &receiver, "0").await;
+    let proxy = traced_proxy(
+        cp.xds,
+        "traced-proxy",
+        logs.path(),
+        &receiver,
+        "0",
+        "tracecontext",
+    )
+    .await;
     let client = HttpClient::http1();
     assert!(
         wait_until(Duration::from_secs(15), || async {
@@ -304,7 +316,15 @@ async fn a_configuration_rollout_is_one_trace_from_the_control_plane_to_each_pro
         &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
     )
     .await;
-    let p1 = traced_proxy(cp.xds, "rollout-1", logs.path(), &receiver, "0").await;
+    let p1 = traced_proxy(
+        cp.xds,
+        "rollout-1",
+        logs.path(),
+        &receiver,
+        "0",
+        "tracecontext",
+    )
+    .await;
     // The second proxy serves the same Gateway on its own address.
     let other_ip = unique_loopback_ip();
     let p2 = {
@@ -467,4 +487,76 @@ async fn a_configuration_rollout_is_one_trace_from_the_control_plane_to_each_pro
         assert_eq!(push.span.parent_span_id, rollout[0].span.span_id);
         assert_eq!(push.attribute("serval.answer").as_deref(), Some("ACK"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b3_headers_are_read_and_written_when_configured() {
+    let logs = TempDir::new("b3-logs");
+    let dir = TempDir::new("b3");
+    let backend = EchoBackend::start("svc-a", "svc-a-pod-0", logs.path()).await;
+    let receiver = OtlpReceiver::start(true).await;
+    let ip = unique_loopback_ip();
+    let port = free_port();
+    let gateway: SocketAddr = (ip, port).into();
+    dir.write("gateway.yaml", &gateway_yaml(ip, port));
+    dir.write("services.yaml", &service_yaml("svc-a", &[backend.addr]));
+    dir.write("routes.yaml", ROUTES);
+    let cp = ControlPlane::start(dir.path(), logs.path(), None, &["--no-proxy"]).await;
+    let _proxy = traced_proxy(cp.xds, "b3-proxy", logs.path(), &receiver, "0", "b3multi").await;
+    let client = HttpClient::http1();
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            client
+                .get(gateway, "a.example", "/", &[])
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await,
+        "route never served"
+    );
+    let reply = client
+        .get(
+            gateway,
+            "a.example",
+            "/",
+            &[
+                ("x-b3-traceid", CALLER_TRACE),
+                ("x-b3-spanid", CALLER_SPAN),
+                ("x-b3-sampled", "1"),
+            ],
+        )
+        .await
+        .expect("request");
+    let echo = reply.echo().expect("echo");
+    let seen = |name: &str| {
+        echo.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.first().cloned())
+    };
+    assert_eq!(seen("x-b3-traceid").as_deref(), Some(CALLER_TRACE));
+    assert_eq!(seen("x-b3-sampled").as_deref(), Some("1"));
+    let forwarded_span = seen("x-b3-spanid").expect("a span id");
+    assert_ne!(
+        forwarded_span, CALLER_SPAN,
+        "the proxy's client span is the backend's parent"
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            receiver.spans().iter().any(|s| {
+                s.span.kind == 2
+                    && hex(&s.span.trace_id) == CALLER_TRACE
+                    && hex(&s.span.parent_span_id) == CALLER_SPAN
+            })
+        })
+        .await,
+        "no server span under the B3 parent"
+    );
+    assert!(
+        receiver
+            .spans()
+            .iter()
+            .any(|s| s.span.kind == 3 && hex(&s.span.span_id) == forwarded_span),
+        "the forwarded span id is the client span's"
+    );
 }

@@ -1,6 +1,7 @@
 //! Request spans (OpenTelemetry HTTP semantic conventions): a server span per request, child of
-//! the W3C `traceparent`/`tracestate` it arrived with, and a client span per upstream attempt
-//! (so retries show), whose context is sent to the backend in place of the client's.
+//! the trace context it arrived with (W3C `traceparent`/`tracestate`, or B3: [`propagation`]),
+//! and a client span per upstream attempt (so retries show), whose context is sent to the backend
+//! in place of the client's.
 //!
 //! Server span: named `{method} {route}` once routed (`{method}` before), attributes
 //! `http.request.method`, `url.path`, `url.scheme`, `server.address`, `network.protocol.version`,
@@ -16,24 +17,23 @@
 //! `traceparent`, if any, goes to the backend unchanged, as without tracing. Export is
 //! `serval_common::traces`'.
 
+pub mod propagation;
+
 use crate::metrics::requests::RouteId;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use http::{HeaderMap, Method, Version};
 use opentelemetry::{
     Context, KeyValue,
-    propagation::{Extractor, Injector, TextMapPropagator},
     trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _},
 };
-use opentelemetry_sdk::{
-    propagation::TraceContextPropagator,
-    trace::{SdkTracer, Span},
-};
+use opentelemetry_sdk::trace::{SdkTracer, Span};
+use propagation::Propagation;
 use std::net::SocketAddr;
 
 /// Starts request spans.
 #[derive(Debug)]
 pub struct Spans {
     tracer: SdkTracer,
-    propagator: TraceContextPropagator,
+    propagation: Propagation,
     /// Probability that a new trace is sampled.
     ratio: f64,
 }
@@ -75,19 +75,19 @@ pub struct ClientSpan {
 
 impl Spans {
     /// Spans started with `tracer` (which records whatever it is given); new traces are sampled
-    /// with probability `ratio`.
+    /// with probability `ratio`; headers as `OTEL_PROPAGATORS` says.
     pub fn new(tracer: SdkTracer, ratio: f64) -> Self {
         Self {
             tracer,
-            propagator: TraceContextPropagator::new(),
+            propagation: Propagation::from_env(),
             ratio,
         }
     }
 
     /// The server span of a request that just arrived, if it is traced.
     pub fn server(&self, req: &Incoming<'_>) -> Option<ServerSpan> {
-        let parent = if req.headers.contains_key("traceparent") {
-            let parent = self.propagator.extract(&Headers(req.headers));
+        let parent = if self.propagation.carried(req.headers) {
+            let parent = self.propagation.extract(req.headers);
             let remote = parent.span().span_context().clone();
             if remote.is_valid() && !remote.is_sampled() {
                 return None;
@@ -149,8 +149,7 @@ impl Spans {
 
     /// Writes `client`'s context into an upstream request's headers (replacing the client's).
     pub fn inject(&self, client: &ClientSpan, headers: &mut HeaderMap) {
-        self.propagator
-            .inject_context(&client.cx, &mut HeadersMut(headers));
+        self.propagation.inject(&client.cx, headers);
     }
 }
 
@@ -230,33 +229,6 @@ fn method_str(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "_OTHER",
-    }
-}
-
-/// Reads propagation headers.
-struct Headers<'a>(&'a HeaderMap);
-
-impl Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
-    }
-}
-
-/// Writes propagation headers.
-struct HeadersMut<'a>(&'a mut HeaderMap);
-
-impl Injector for HeadersMut<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
     }
 }
 

@@ -1,0 +1,297 @@
+//! Which trace-context headers the proxy reads and writes: W3C Trace Context (`traceparent`,
+//! `tracestate`; the default), B3 single-header (`b3`) and B3 multi-header (`X-B3-TraceId`,
+//! `X-B3-SpanId`, `X-B3-Sampled`, `X-B3-Flags`), chosen with the standard `OTEL_PROPAGATORS`
+//! (`tracecontext`, `b3`, `b3multi`, comma-separated; others are ignored). A request's parent is
+//! taken from the first format, in that order, that it carries; an upstream request gets every
+//! configured format.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
+};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+/// One header format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// W3C `traceparent` / `tracestate`.
+    TraceContext,
+    /// `b3: {trace}-{span}-{sampled}`.
+    B3Single,
+    /// `X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`.
+    B3Multi,
+}
+
+/// The configured formats.
+#[derive(Clone, Debug)]
+pub struct Propagation {
+    formats: Vec<Format>,
+    w3c: TraceContextPropagator,
+}
+
+impl Propagation {
+    /// The formats `OTEL_PROPAGATORS` names (W3C when unset or naming none Serval knows).
+    pub fn from_env() -> Self {
+        Self::parse(std::env::var("OTEL_PROPAGATORS").ok().as_deref())
+    }
+
+    /// The formats a `OTEL_PROPAGATORS` value names.
+    pub fn parse(value: Option<&str>) -> Self {
+        let mut formats = Vec::new();
+        for name in value.unwrap_or("tracecontext").split(',').map(str::trim) {
+            let format = match name {
+                "tracecontext" => Format::TraceContext,
+                "b3" => Format::B3Single,
+                "b3multi" => Format::B3Multi,
+                _ => continue,
+            };
+            if !formats.contains(&format) {
+                formats.push(format);
+            }
+        }
+        if formats.is_empty() {
+            formats.push(Format::TraceContext);
+        }
+        Self {
+            formats,
+            w3c: TraceContextPropagator::new(),
+        }
+    }
+
+    /// True if `headers` may carry a parent (a header of a configured format is present).
+    pub fn carried(&self, headers: &HeaderMap) -> bool {
+        self.formats.iter().any(|f| match f {
+            Format::TraceContext => headers.contains_key("traceparent"),
+            Format::B3Single => headers.contains_key("b3"),
+            Format::B3Multi => headers.contains_key("x-b3-traceid"),
+        })
+    }
+
+    /// The parent context `headers` carry (empty if none is valid).
+    pub fn extract(&self, headers: &HeaderMap) -> Context {
+        for format in &self.formats {
+            let found = match format {
+                Format::TraceContext => self
+                    .w3c
+                    .extract(&Headers(headers))
+                    .span()
+                    .span_context()
+                    .clone(),
+                Format::B3Single => b3_single(headers).unwrap_or_else(SpanContext::empty_context),
+                Format::B3Multi => b3_multi(headers).unwrap_or_else(SpanContext::empty_context),
+            };
+            if found.is_valid() {
+                return Context::new().with_remote_span_context(found);
+            }
+        }
+        Context::new()
+    }
+
+    /// Writes `cx`'s span into `headers` in every configured format.
+    pub fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
+        let span = cx.span();
+        let sc = span.span_context();
+        for format in &self.formats {
+            match format {
+                Format::TraceContext => self.w3c.inject_context(cx, &mut HeadersMut(headers)),
+                Format::B3Single => set(
+                    headers,
+                    "b3",
+                    format!(
+                        "{}-{}-{}",
+                        sc.trace_id(),
+                        sc.span_id(),
+                        u8::from(sc.is_sampled())
+                    ),
+                ),
+                Format::B3Multi => {
+                    set(headers, "x-b3-traceid", sc.trace_id().to_string());
+                    set(headers, "x-b3-spanid", sc.span_id().to_string());
+                    set(
+                        headers,
+                        "x-b3-sampled",
+                        u8::from(sc.is_sampled()).to_string(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// A 64- or 128-bit B3 trace id.
+fn trace_id(hex: &str) -> Option<TraceId> {
+    if !matches!(hex.len(), 16 | 32) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    TraceId::from_hex(&format!("{hex:0>32}")).ok()
+}
+
+fn span_id(hex: &str) -> Option<SpanId> {
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    SpanId::from_hex(hex).ok()
+}
+
+/// `1` and `d` (debug) sample; `0` does not; absent defers (treated as not sampled).
+fn flags(sampled: Option<&str>) -> Option<TraceFlags> {
+    match sampled {
+        Some("1" | "d" | "true") => Some(TraceFlags::SAMPLED),
+        Some("0" | "false") | None => Some(TraceFlags::NOT_SAMPLED),
+        Some(_) => None,
+    }
+}
+
+fn context(trace: TraceId, span: SpanId, flags: TraceFlags) -> Option<SpanContext> {
+    let sc = SpanContext::new(trace, span, flags, true, TraceState::default());
+    sc.is_valid().then_some(sc)
+}
+
+fn b3_single(headers: &HeaderMap) -> Option<SpanContext> {
+    let value = header(headers, "b3")?;
+    let mut parts = value.split('-');
+    let trace = trace_id(parts.next()?)?;
+    let span = span_id(parts.next()?)?;
+    context(trace, span, flags(parts.next())?)
+}
+
+fn b3_multi(headers: &HeaderMap) -> Option<SpanContext> {
+    let trace = trace_id(header(headers, "x-b3-traceid")?)?;
+    let span = span_id(header(headers, "x-b3-spanid")?)?;
+    let sampled = if header(headers, "x-b3-flags") == Some("1") {
+        Some("d")
+    } else {
+        header(headers, "x-b3-sampled")
+    };
+    context(trace, span, flags(sampled)?)
+}
+
+/// Reads propagation headers.
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// Writes propagation headers.
+struct HeadersMut<'a>(&'a mut HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_static(k),
+                    HeaderValue::from_str(v).expect("value"),
+                )
+            })
+            .collect()
+    }
+
+    fn parent(p: &Propagation, h: &HeaderMap) -> SpanContext {
+        p.extract(h).span().span_context().clone()
+    }
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const SPAN: &str = "00f067aa0ba902b7";
+
+    #[test]
+    fn b3_single_and_multi_are_read_and_written_when_configured() {
+        let both = Propagation::parse(Some("b3multi, b3"));
+        let single = headers(&[("b3", &format!("{TRACE}-{SPAN}-1"))]);
+        let sc = parent(&both, &single);
+        assert_eq!(sc.trace_id().to_string(), TRACE);
+        assert_eq!(sc.span_id().to_string(), SPAN);
+        assert!(sc.is_sampled() && sc.is_remote());
+        // A 64-bit trace id is left-padded; the debug flag samples.
+        let multi = headers(&[
+            ("x-b3-traceid", "a3ce929d0e0e4736"),
+            ("x-b3-spanid", SPAN),
+            ("x-b3-flags", "1"),
+        ]);
+        let sc = parent(&both, &multi);
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "0000000000000000a3ce929d0e0e4736"
+        );
+        assert!(sc.is_sampled());
+        let unsampled = headers(&[("b3", &format!("{TRACE}-{SPAN}-0"))]);
+        assert!(!parent(&both, &unsampled).is_sampled());
+        // Malformed values are no parent.
+        for bad in [
+            "xyz",
+            &format!("{TRACE}-short-1"),
+            &format!("{TRACE}-{SPAN}-7"),
+        ] {
+            assert!(!parent(&both, &headers(&[("b3", bad)])).is_valid(), "{bad}");
+        }
+        // W3C is not configured here: a traceparent is ignored.
+        let w3c = headers(&[("traceparent", &format!("00-{TRACE}-{SPAN}-01"))]);
+        assert!(!parent(&both, &w3c).is_valid());
+        assert!(!both.carried(&w3c) && both.carried(&single) && both.carried(&multi));
+
+        let mut out = HeaderMap::new();
+        both.inject(&both.extract(&single), &mut out);
+        assert_eq!(out["b3"], format!("{TRACE}-{SPAN}-1").as_str());
+        assert_eq!(out["x-b3-traceid"], TRACE);
+        assert_eq!(out["x-b3-spanid"], SPAN);
+        assert_eq!(out["x-b3-sampled"], "1");
+        assert!(!out.contains_key("traceparent"));
+    }
+
+    #[test]
+    fn w3c_is_the_default_and_comes_first_when_listed() {
+        let default = Propagation::parse(None);
+        assert_eq!(default.formats, [Format::TraceContext]);
+        assert_eq!(
+            Propagation::parse(Some("jaeger")).formats,
+            [Format::TraceContext]
+        );
+        let both = Propagation::parse(Some("tracecontext,b3"));
+        let h = headers(&[
+            ("traceparent", &format!("00-{TRACE}-{SPAN}-01")),
+            ("b3", &format!("{}-{SPAN}-1", "1".repeat(32))),
+        ]);
+        assert_eq!(parent(&both, &h).trace_id().to_string(), TRACE);
+        let mut out = HeaderMap::new();
+        both.inject(&both.extract(&h), &mut out);
+        assert_eq!(out["traceparent"], format!("00-{TRACE}-{SPAN}-01").as_str());
+        assert_eq!(out["b3"], format!("{TRACE}-{SPAN}-1").as_str());
+    }
+}
