@@ -5,8 +5,10 @@
 //!
 //! Tracing is off unless an endpoint is configured: then no span is ever made and the request
 //! path pays nothing. When on, finished spans go to a bounded queue that a background thread
-//! exports in batches (OTLP over gRPC); a span that finds the queue full is dropped and counted in
-//! `serval_trace_spans_dropped_total`, so export never blocks or slows the caller.
+//! exports in batches, over OTLP/gRPC or OTLP/HTTP with protobuf (`--otlp-protocol`, else
+//! `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL`); a span that finds the queue full is dropped and
+//! counted in `serval_trace_spans_dropped_total`, so export never blocks or slows the caller.
+//! The exports themselves run on the Tokio runtime that started the exporter.
 //!
 //! What the spans are is the components' business (the proxy's request spans, the control plane's
 //! rollout spans).
@@ -46,6 +48,32 @@ pub struct TraceArgs {
     /// trace.
     #[arg(long, value_name = "RATIO", value_parser = ratio)]
     pub trace_sampling: Option<f64>,
+    /// OTLP transport; default `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, then
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, else `grpc`.
+    #[arg(long, value_enum)]
+    pub otlp_protocol: Option<OtlpProtocol>,
+}
+
+/// How spans are sent to the OTLP endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC (port 4317 by convention).
+    #[value(name = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies, `POST {endpoint}/v1/traces` (port 4318 by convention).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The protocol an `OTEL_EXPORTER_OTLP_*_PROTOCOL` value names.
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "grpc" => Some(Self::Grpc),
+            "http/protobuf" => Some(Self::HttpProtobuf),
+            _ => None,
+        }
+    }
 }
 
 fn ratio(text: &str) -> Result<f64, String> {
@@ -97,31 +125,60 @@ impl Traces {
         if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
-        let Some(endpoint) = args
-            .otlp_endpoint
-            .clone()
-            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        else {
-            return Ok(None);
+        // The traces-specific endpoint is the full URL; a base one gets `/v1/traces` over HTTP.
+        let (endpoint, is_base) = match (
+            args.otlp_endpoint.clone(),
+            env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(flag), _, _) => (flag, true),
+            (None, Some(traces), _) => (traces, false),
+            (None, None, Some(base)) => (base, true),
+            (None, None, None) => return Ok(None),
         };
+        let protocol = args
+            .otlp_protocol
+            .or_else(|| {
+                env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                    .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+                    .and_then(|p| OtlpProtocol::parse(&p))
+            })
+            .unwrap_or(OtlpProtocol::Grpc);
         use opentelemetry_otlp::WithExportConfig;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .build()
-            .map_err(|e| TraceError {
-                endpoint: endpoint.clone(),
-                reason: e.to_string(),
-            })?;
+        let built = match protocol {
+            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build(),
+            OtlpProtocol::HttpProtobuf => {
+                let url = if is_base && !endpoint.trim_end_matches('/').ends_with("/v1/traces") {
+                    format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+                } else {
+                    endpoint.clone()
+                };
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint(url)
+                    .build()
+            }
+        };
+        let exporter = built.map_err(|e| TraceError {
+            endpoint: endpoint.clone(),
+            reason: e.to_string(),
+        })?;
         let cap = env("OTEL_BSP_MAX_QUEUE_SIZE")
             .and_then(|v| v.parse().ok())
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_QUEUE);
         let pending = Arc::new(AtomicUsize::new(0));
         let batches = BatchSpanProcessor::builder(Counting {
-            inner: exporter,
+            inner: Arc::new(exporter),
             pending: Arc::clone(&pending),
+            runtime: tokio::runtime::Handle::try_current().map_err(|e| TraceError {
+                endpoint: endpoint.clone(),
+                reason: format!("no Tokio runtime to export on: {e}"),
+            })?,
         })
         // Room for twice the cap: the bound is enforced in front of it, where drops are counted.
         .with_batch_config(
@@ -152,7 +209,7 @@ impl Traces {
                 env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
             )
         });
-        tracing::info!(%endpoint, ratio, "exporting traces over OTLP");
+        tracing::info!(%endpoint, ?protocol, ratio, "exporting traces over OTLP");
         Ok(Some(Self {
             provider,
             tracer,
@@ -267,17 +324,29 @@ impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
     }
 }
 
-/// An exporter that tells [`Bounded`] when spans have left the queue.
+/// An exporter that runs each export on the Tokio runtime (the batch processor's own thread has
+/// none, and the HTTP client needs one) and tells [`Bounded`] when spans have left the queue.
 #[derive(Debug)]
 struct Counting<E> {
-    inner: E,
+    inner: Arc<E>,
     pending: Arc<AtomicUsize>,
+    runtime: tokio::runtime::Handle,
 }
 
-impl<E: SpanExporter> SpanExporter for Counting<E> {
+impl<E: SpanExporter + 'static> SpanExporter for Counting<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
-        let result = self.inner.export(batch).await;
+        let inner = Arc::clone(&self.inner);
+        let result = match self
+            .runtime
+            .spawn(async move { inner.export(batch).await })
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                e.to_string(),
+            )),
+        };
         self.pending.fetch_sub(n, Ordering::Relaxed);
         result
     }
@@ -291,7 +360,9 @@ impl<E: SpanExporter> SpanExporter for Counting<E> {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
     }
 }
 

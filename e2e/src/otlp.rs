@@ -1,5 +1,6 @@
-//! An OTLP/gRPC trace receiver for tests and benchmarks: a tonic server on a loopback port that
-//! keeps every span it is sent (or, for benchmarks, only counts them).
+//! An OTLP trace receiver for tests and benchmarks: a tonic server (OTLP/gRPC) or an HTTP server
+//! (OTLP/HTTP, `POST /v1/traces` with a protobuf body) on a loopback port that keeps every span
+//! it is sent (or, for benchmarks, only counts them).
 
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
@@ -88,6 +89,64 @@ impl OtlpReceiver {
         Self { addr, store, task }
     }
 
+    /// Listens for OTLP/HTTP (protobuf) on a free loopback port; `keep` as in [`Self::start`].
+    pub async fn start_http(keep: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the OTLP/HTTP receiver");
+        let addr = listener.local_addr().expect("address");
+        let store = Arc::new(Store {
+            keep,
+            ..Store::default()
+        });
+        let shared = Arc::clone(&store);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let store = Arc::clone(&shared);
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let store = Arc::clone(&store);
+                        async move {
+                            use http_body_util::BodyExt;
+                            use prost::Message;
+                            let path_ok = req.method() == http::Method::POST
+                                && req.uri().path() == "/v1/traces";
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            let status =
+                                match (path_ok, body.map(ExportTraceServiceRequest::decode)) {
+                                    (true, Ok(Ok(request))) => {
+                                        store.add(request);
+                                        http::StatusCode::OK
+                                    }
+                                    (false, _) => http::StatusCode::NOT_FOUND,
+                                    _ => http::StatusCode::BAD_REQUEST,
+                                };
+                            let body = http_body_util::Full::new(bytes::Bytes::from(
+                                ExportTraceServiceResponse::default().encode_to_vec(),
+                            ));
+                            let mut response = http::Response::new(body);
+                            *response.status_mut() = status;
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/x-protobuf"),
+                            );
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, store, task }
+    }
+
     /// The exporter endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -112,14 +171,11 @@ impl Drop for OtlpReceiver {
 
 struct Service(Arc<Store>);
 
-#[tonic::async_trait]
-impl TraceService for Service {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+impl Store {
+    /// Keeps (or counts) the spans of `request`.
+    fn add(&self, request: ExportTraceServiceRequest) {
         let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let service = resource_spans
                 .resource
                 .iter()
@@ -139,12 +195,21 @@ impl TraceService for Service {
                 }
             }
         }
-        self.0
-            .count
+        self.count
             .fetch_add(received.len() as u64, Ordering::Relaxed);
-        if self.0.keep {
-            self.0.spans.lock().extend(received);
+        if self.keep {
+            self.spans.lock().extend(received);
         }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.add(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }

@@ -43,6 +43,7 @@ async fn traced_proxy(
     receiver: &OtlpReceiver,
     sampling: &str,
     propagators: &str,
+    extra: &[&str],
 ) -> Proxy {
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let args: Vec<String> = [
@@ -59,6 +60,7 @@ async fn traced_proxy(
         sampling,
     ]
     .iter()
+    .chain(extra)
     .map(|s| (*s).to_owned())
     .collect();
     // Export every 50 ms instead of every 5 s, so the test waits for spans, not for the timer.
@@ -105,6 +107,7 @@ async fn request_spans_join_the_callers_trace_and_reach_the_backend() {
         &receiver,
         "0",
         "tracecontext",
+        &[],
     )
     .await;
     let client = HttpClient::http1();
@@ -323,6 +326,7 @@ async fn a_configuration_rollout_is_one_trace_from_the_control_plane_to_each_pro
         &receiver,
         "0",
         "tracecontext",
+        &[],
     )
     .await;
     // The second proxy serves the same Gateway on its own address.
@@ -502,7 +506,16 @@ async fn b3_headers_are_read_and_written_when_configured() {
     dir.write("services.yaml", &service_yaml("svc-a", &[backend.addr]));
     dir.write("routes.yaml", ROUTES);
     let cp = ControlPlane::start(dir.path(), logs.path(), None, &["--no-proxy"]).await;
-    let _proxy = traced_proxy(cp.xds, "b3-proxy", logs.path(), &receiver, "0", "b3multi").await;
+    let _proxy = traced_proxy(
+        cp.xds,
+        "b3-proxy",
+        logs.path(),
+        &receiver,
+        "0",
+        "b3multi",
+        &[],
+    )
+    .await;
     let client = HttpClient::http1();
     assert!(
         wait_until(Duration::from_secs(15), || async {
@@ -558,5 +571,57 @@ async fn b3_headers_are_read_and_written_when_configured() {
             .iter()
             .any(|s| s.span.kind == 3 && hex(&s.span.span_id) == forwarded_span),
         "the forwarded span id is the client span's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_http_with_protobuf_too() {
+    let logs = TempDir::new("otlp-http-logs");
+    let dir = TempDir::new("otlp-http");
+    let backend = EchoBackend::start("svc-a", "svc-a-pod-0", logs.path()).await;
+    let receiver = OtlpReceiver::start_http(true).await;
+    let ip = unique_loopback_ip();
+    let port = free_port();
+    let gateway: SocketAddr = (ip, port).into();
+    dir.write("gateway.yaml", &gateway_yaml(ip, port));
+    dir.write("services.yaml", &service_yaml("svc-a", &[backend.addr]));
+    dir.write("routes.yaml", ROUTES);
+    let cp = ControlPlane::start(dir.path(), logs.path(), None, &["--no-proxy"]).await;
+    let _proxy = traced_proxy(
+        cp.xds,
+        "http-export-proxy",
+        logs.path(),
+        &receiver,
+        "1",
+        "tracecontext",
+        &["--otlp-protocol", "http/protobuf"],
+    )
+    .await;
+    let client = HttpClient::http1();
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            client
+                .get(gateway, "a.example", "/", &[])
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await,
+        "route never served"
+    );
+    // Sampling 1: this request starts a trace of its own.
+    client
+        .get(gateway, "a.example", "/over-http", &[])
+        .await
+        .expect("request");
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            receiver.spans().iter().any(|s| {
+                s.span.kind == 2
+                    && s.service == "serval-proxy"
+                    && s.attribute("url.path").as_deref() == Some("/over-http")
+            })
+        })
+        .await,
+        "no span arrived over OTLP/HTTP"
     );
 }

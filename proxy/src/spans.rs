@@ -86,20 +86,35 @@ impl Spans {
 
     /// The server span of a request that just arrived, if it is traced.
     pub fn server(&self, req: &Incoming<'_>) -> Option<ServerSpan> {
-        let parent = if self.propagation.carried(req.headers) {
-            let parent = self.propagation.extract(req.headers);
-            let remote = parent.span().span_context().clone();
-            if remote.is_valid() && !remote.is_sampled() {
-                return None;
-            }
-            parent
+        let extracted = if self.propagation.carried(req.headers) {
+            self.propagation.extract(req.headers)
         } else {
-            Context::new()
+            propagation::Extracted {
+                cx: Context::new(),
+                sampling: propagation::Sampling::Deferred,
+            }
         };
-        let has_parent = parent.span().span_context().is_valid();
-        if !(has_parent || self.ratio >= 1.0 || fastrand::f64() < self.ratio) {
+        let traced = match extracted.sampling {
+            propagation::Sampling::Sampled => true,
+            propagation::Sampling::NotSampled => false,
+            propagation::Sampling::Deferred => self.ratio >= 1.0 || fastrand::f64() < self.ratio,
+        };
+        if !traced {
             return None;
         }
+        // A deferred parent that the ratio sampled: recorded as a sampled child of it.
+        let remote = extracted.cx.span().span_context().clone();
+        let parent = if remote.is_valid() && !remote.is_sampled() {
+            Context::new().with_remote_span_context(opentelemetry::trace::SpanContext::new(
+                remote.trace_id(),
+                remote.span_id(),
+                opentelemetry::trace::TraceFlags::SAMPLED,
+                true,
+                remote.trace_state().clone(),
+            ))
+        } else {
+            extracted.cx
+        };
         let version = match req.version {
             Version::HTTP_10 => "1.0",
             Version::HTTP_2 => "2",

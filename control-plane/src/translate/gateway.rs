@@ -159,7 +159,12 @@ fn mark_cross_gateway_conflicts(gateways: &mut [GatewayModel]) {
                 let (a, b) = (mine.bind_ip?, other.bind_ip?);
                 let overlap = og != g && (a == b || a.is_unspecified() || b.is_unspecified());
                 let (p, q) = (&mine.listeners[l].protocol, &other.listeners[ol].protocol);
-                if !overlap || (p == q && matches!(p.as_str(), "HTTP" | "HTTPS")) {
+                // HTTPS listeners share a socket by SNI: the same hostname on two Gateways would
+                // present one Gateway's certificate for the other's name.
+                let same_name = mine.listeners[l].hostname == other.listeners[ol].hostname;
+                let shares =
+                    (p == "HTTP" && q == "HTTP") || (p == "HTTPS" && q == "HTTPS" && !same_name);
+                if !overlap || shares {
                     return None;
                 }
                 Some(if p == q {
@@ -237,10 +242,22 @@ fn analyze_one(inputs: &Inputs, key: &Key, gateway: &Gateway) -> GatewayModel {
             ),
         ));
     }
+    // Client certificate validation is not built yet: rather than serve without it, HTTPS
+    // listeners of a Gateway that asks for it are not accepted.
+    let frontend_validation = gateway
+        .spec
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.frontend.is_some());
     for listener in &gateway.spec.listeners {
-        model
-            .listeners
-            .push(analyze_listener(inputs, &key.0, listener));
+        let mut analyzed = analyze_listener(inputs, &key.0, listener);
+        if frontend_validation && analyzed.protocol == "HTTPS" {
+            analyzed.not_accepted = Some((
+                reason::UNSUPPORTED_VALUE,
+                "spec.tls.frontend: client certificate validation is not supported yet".to_owned(),
+            ));
+        }
+        model.listeners.push(analyzed);
     }
     mark_conflicts(&mut model.listeners);
     model

@@ -324,6 +324,8 @@ impl StreamTask {
         let mut push_span: Option<opentelemetry_sdk::trace::Span> = None;
         self.snapshots.borrow_and_update();
         loop {
+            // The rollout the response belongs to: that of the snapshot it was computed from.
+            let rollout;
             let response = tokio::select! {
                 _ = self.shutdown.fired() => break,
                 _ = self.tx.closed() => break,
@@ -338,6 +340,7 @@ impl StreamTask {
                             break;
                         }
                         let _permit = self.permit().await;
+                        rollout = snapshot.trace.clone();
                         let step = match state.on_request(&request, &snapshot) {
                             Ok(step) => step,
                             Err(error) => {
@@ -377,13 +380,13 @@ impl StreamTask {
                     }
                     let snapshot = Arc::clone(&self.snapshots.borrow_and_update());
                     let _permit = self.permit().await;
+                    rollout = snapshot.trace.clone();
                     state.on_snapshot(&snapshot)
                 }
             };
             if let Some(mut response) = response {
-                let trace = self.snapshots.borrow().trace.clone();
                 if let (Some(tracer), Some(parent), Some(node)) =
-                    (&self.tracer, trace, state.node())
+                    (&self.tracer, rollout, state.node())
                 {
                     push_span = Some(crate::rollout_trace::push(
                         tracer,

@@ -304,3 +304,71 @@ fn off_writes_nothing() {
     let log = AccessLog::stdout(Format::Off, Counter::default()).expect("off");
     assert!(!log.is_on());
 }
+
+/// The request metrics' text exposition.
+fn exposition(registry: &prometheus_client::registry::Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("encodes");
+    text
+}
+
+#[test]
+fn metrics_are_recorded_once_at_the_end_and_cancelled_before_a_response() {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let metered = |received: u64| Metered {
+        metrics: Arc::clone(&metrics),
+        arrived: Instant::now(),
+        received: Arc::new(AtomicU64::new(received)),
+    };
+    let response = http::Response::builder()
+        .status(503)
+        .body(crate::body::full(Bytes::from_static(b"down")))
+        .expect("response");
+    // The log is off: metrics only.
+    let in_flight = InFlight::new(&AccessLog::off(), None, Some(metered(7)));
+    let mut body = in_flight.respond(response).into_body();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        while let Some(frame) = body.frame().await {
+            frame.expect("frame");
+        }
+    });
+    let text = exposition(&registry);
+    let no_route = r#"gateway="",listener="",route="",route_kind="",rule="",backend="""#;
+    assert!(
+        text.contains(&format!(
+            r#"http_requests_total{{{no_route},status_class="5xx"}} 1"#
+        )),
+        "recorded when the body ended: {text}"
+    );
+    drop(body);
+    let text = exposition(&registry);
+    assert!(
+        text.contains(&format!(
+            r#"http_requests_total{{{no_route},status_class="5xx"}} 1"#
+        )),
+        "not again on drop: {text}"
+    );
+    assert!(
+        text.contains(&format!(r#"http_request_body_bytes_total{{{no_route}}} 7"#)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#"http_response_body_bytes_total{{{no_route}}} 4"#
+        )),
+        "{text}"
+    );
+    // A request dropped before its response.
+    drop(InFlight::new(&AccessLog::off(), None, Some(metered(0))));
+    let text = exposition(&registry);
+    assert!(
+        text.contains(&format!(
+            r#"http_requests_total{{{no_route},status_class="cancelled"}} 1"#
+        )),
+        "{text}"
+    );
+}

@@ -523,7 +523,7 @@ pub(super) fn cluster(
         }
     };
     Ok(Cluster {
-        backend: Arc::from(serval_common::names::service_of_cluster(&c.name).unwrap_or_default()),
+        backend: Arc::from(format!("{}:{}", c.service, c.port)),
         name: c.name.clone(),
         service: c.service.clone(),
         protocol,

@@ -5,9 +5,9 @@
 //! so the number of series is bounded by the configuration, whatever the traffic.
 //!
 //! Series per route rule, for each listener it serves and each backend picked:
-//! `requests_total` one per status class seen (at most 6: `1xx`…`5xx`, `cancelled`),
+//! `requests_total` one per status class seen (at most 7: `1xx`…`5xx`, `cancelled`, `other`),
 //! `request_duration_seconds` 16 (13 buckets, `+Inf`, `_sum`, `_count`), and 2 byte counters:
-//! at most 24. Requests no route matched share one series set (empty route labels).
+//! at most 25. Requests no route matched share one series set (empty route labels).
 //!
 //! Series of routes that left the configuration are removed ([`RequestMetrics::retain`]).
 //! The labels are built when a route is compiled, not per request, and each route keeps the
@@ -95,16 +95,17 @@ struct Cached {
     received: Counter,
     sent: Counter,
     /// By status class ([`CLASSES`] order), created on first use.
-    by_class: [OnceLock<Counter>; 6],
+    by_class: [OnceLock<Counter>; 7],
 }
 
 /// The status classes, in [`class_index`] order.
-const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "cancelled"];
+const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "cancelled", "other"];
 
 fn class_index(status: u16) -> usize {
     match status {
         100..=599 => usize::from(status / 100) - 1,
-        _ => 5,
+        0 => 5,
+        _ => 6,
     }
 }
 
@@ -148,7 +149,8 @@ impl EncodeLabelSet for StatusSeries {
     }
 }
 
-/// `1xx` … `5xx`; `cancelled` for a request that ended before its response (status 0).
+/// `1xx` … `5xx`; `cancelled` for a request that ended before its response (status 0); `other`
+/// for a status outside 100–599 (a backend may send one).
 pub fn status_class(status: u16) -> &'static str {
     CLASSES[class_index(status)]
 }
@@ -250,10 +252,13 @@ impl RequestMetrics {
         })
     }
 
-    /// Records `done` through the families (a hash lookup each).
+    /// Records `done` through the families (a hash lookup each). The series is registered in
+    /// `known` under its lock, so [`RequestMetrics::retain`] cannot remove it in between and leave
+    /// a series it no longer knows.
     fn record_by_labels(&self, done: &Finished<'_>) {
-        if self.duration.get(done.series).is_none() {
-            self.known.lock().insert(done.series.clone());
+        let mut known = self.known.lock();
+        if !known.contains(done.series) {
+            known.insert(done.series.clone());
         }
         self.duration
             .get_or_create(done.series)
@@ -267,6 +272,7 @@ impl RequestMetrics {
             status_class: status_class(done.status),
         };
         self.requests.get_or_create(&with_status).inc();
+        drop(known);
     }
 
     /// Removes the series of route rules for which `keep` is false (routes no longer
@@ -430,5 +436,6 @@ mod tests {
         );
         assert_eq!(status_class(0), "cancelled");
         assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(799), "other");
     }
 }

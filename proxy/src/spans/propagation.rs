@@ -3,7 +3,9 @@
 //! `X-B3-SpanId`, `X-B3-Sampled`, `X-B3-Flags`), chosen with the standard `OTEL_PROPAGATORS`
 //! (`tracecontext`, `b3`, `b3multi`, comma-separated; others are ignored). A request's parent is
 //! taken from the first format, in that order, that it carries; an upstream request gets every
-//! configured format.
+//! configured format (and no stale `X-B3-ParentSpanId` or `X-B3-Flags`). B3's sampling state is
+//! kept: `1` or debug samples, `0` does not, and an absent one defers to the proxy's ratio, as do
+//! requests without a parent; `b3: 0` and `b3: 1` decide without a parent.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
@@ -22,6 +24,26 @@ pub enum Format {
     B3Single,
     /// `X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`.
     B3Multi,
+}
+
+/// A request's sampling decision, as its headers carry it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// Trace it.
+    Sampled,
+    /// Do not.
+    NotSampled,
+    /// Up to the proxy (no decision, or no parent).
+    Deferred,
+}
+
+/// The parent a request's headers name (an empty context for none) and its sampling decision.
+#[derive(Debug)]
+pub struct Extracted {
+    /// The parent context.
+    pub cx: Context,
+    /// The sampling decision.
+    pub sampling: Sampling,
 }
 
 /// The configured formats.
@@ -69,24 +91,37 @@ impl Propagation {
         })
     }
 
-    /// The parent context `headers` carry (empty if none is valid).
-    pub fn extract(&self, headers: &HeaderMap) -> Context {
+    /// The parent `headers` carry, from the first configured format that names a valid one.
+    pub fn extract(&self, headers: &HeaderMap) -> Extracted {
         for format in &self.formats {
             let found = match format {
-                Format::TraceContext => self
-                    .w3c
-                    .extract(&Headers(headers))
-                    .span()
-                    .span_context()
-                    .clone(),
-                Format::B3Single => b3_single(headers).unwrap_or_else(SpanContext::empty_context),
-                Format::B3Multi => b3_multi(headers).unwrap_or_else(SpanContext::empty_context),
+                Format::TraceContext => {
+                    let sc = self
+                        .w3c
+                        .extract(&Headers(headers))
+                        .span()
+                        .span_context()
+                        .clone();
+                    let sampling = if sc.is_sampled() {
+                        Sampling::Sampled
+                    } else {
+                        Sampling::NotSampled
+                    };
+                    sc.is_valid().then_some((sc, sampling))
+                }
+                // `b3: 0`, `b3: 1`, `b3: d`: a decision without a parent.
+                Format::B3Single => match header(headers, "b3") {
+                    Some("0") => return extracted(None, Sampling::NotSampled),
+                    Some("1" | "d") => return extracted(None, Sampling::Sampled),
+                    _ => b3_single(headers),
+                },
+                Format::B3Multi => b3_multi(headers),
             };
-            if found.is_valid() {
-                return Context::new().with_remote_span_context(found);
+            if let Some((sc, sampling)) = found {
+                return extracted(Some(sc), sampling);
             }
         }
-        Context::new()
+        extracted(None, Sampling::Deferred)
     }
 
     /// Writes `cx`'s span into `headers` in every configured format.
@@ -114,9 +149,21 @@ impl Propagation {
                         "x-b3-sampled",
                         u8::from(sc.is_sampled()).to_string(),
                     );
+                    // The client's parent and debug flag describe its span, not ours.
+                    headers.remove("x-b3-parentspanid");
+                    headers.remove("x-b3-flags");
                 }
             }
         }
+    }
+}
+
+fn extracted(sc: Option<SpanContext>, sampling: Sampling) -> Extracted {
+    Extracted {
+        cx: sc.map_or_else(Context::new, |sc| {
+            Context::new().with_remote_span_context(sc)
+        }),
+        sampling,
     }
 }
 
@@ -148,29 +195,35 @@ fn span_id(hex: &str) -> Option<SpanId> {
     SpanId::from_hex(hex).ok()
 }
 
-/// `1` and `d` (debug) sample; `0` does not; absent defers (treated as not sampled).
-fn flags(sampled: Option<&str>) -> Option<TraceFlags> {
+/// `1` and `d` (debug) sample; `0` does not; absent defers.
+fn sampling(sampled: Option<&str>) -> Option<Sampling> {
     match sampled {
-        Some("1" | "d" | "true") => Some(TraceFlags::SAMPLED),
-        Some("0" | "false") | None => Some(TraceFlags::NOT_SAMPLED),
+        Some("1" | "d" | "true") => Some(Sampling::Sampled),
+        Some("0" | "false") => Some(Sampling::NotSampled),
+        None => Some(Sampling::Deferred),
         Some(_) => None,
     }
 }
 
-fn context(trace: TraceId, span: SpanId, flags: TraceFlags) -> Option<SpanContext> {
+fn context(trace: TraceId, span: SpanId, sampling: Sampling) -> Option<(SpanContext, Sampling)> {
+    let flags = if sampling == Sampling::Sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::NOT_SAMPLED
+    };
     let sc = SpanContext::new(trace, span, flags, true, TraceState::default());
-    sc.is_valid().then_some(sc)
+    sc.is_valid().then_some((sc, sampling))
 }
 
-fn b3_single(headers: &HeaderMap) -> Option<SpanContext> {
+fn b3_single(headers: &HeaderMap) -> Option<(SpanContext, Sampling)> {
     let value = header(headers, "b3")?;
     let mut parts = value.split('-');
     let trace = trace_id(parts.next()?)?;
     let span = span_id(parts.next()?)?;
-    context(trace, span, flags(parts.next())?)
+    context(trace, span, sampling(parts.next())?)
 }
 
-fn b3_multi(headers: &HeaderMap) -> Option<SpanContext> {
+fn b3_multi(headers: &HeaderMap) -> Option<(SpanContext, Sampling)> {
     let trace = trace_id(header(headers, "x-b3-traceid")?)?;
     let span = span_id(header(headers, "x-b3-spanid")?)?;
     let sampled = if header(headers, "x-b3-flags") == Some("1") {
@@ -178,7 +231,7 @@ fn b3_multi(headers: &HeaderMap) -> Option<SpanContext> {
     } else {
         header(headers, "x-b3-sampled")
     };
-    context(trace, span, flags(sampled)?)
+    context(trace, span, sampling(sampled)?)
 }
 
 /// Reads propagation headers.
@@ -225,7 +278,7 @@ mod tests {
     }
 
     fn parent(p: &Propagation, h: &HeaderMap) -> SpanContext {
-        p.extract(h).span().span_context().clone()
+        p.extract(h).cx.span().span_context().clone()
     }
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -266,8 +319,25 @@ mod tests {
         assert!(!parent(&both, &w3c).is_valid());
         assert!(!both.carried(&w3c) && both.carried(&single) && both.carried(&multi));
 
-        let mut out = HeaderMap::new();
-        both.inject(&both.extract(&single), &mut out);
+        // No sampling state defers; `b3: 0` and `b3: 1` decide without a parent.
+        let deferred = headers(&[("x-b3-traceid", TRACE), ("x-b3-spanid", SPAN)]);
+        assert_eq!(both.extract(&deferred).sampling, Sampling::Deferred);
+        assert!(parent(&both, &deferred).is_valid());
+        let deny = both.extract(&headers(&[("b3", "0")]));
+        assert_eq!(deny.sampling, Sampling::NotSampled);
+        assert!(!deny.cx.span().span_context().is_valid());
+        assert_eq!(
+            both.extract(&headers(&[("b3", "1")])).sampling,
+            Sampling::Sampled
+        );
+        assert_eq!(both.extract(&HeaderMap::new()).sampling, Sampling::Deferred);
+
+        let mut out = headers(&[
+            ("x-b3-parentspanid", "1111111111111111"),
+            ("x-b3-flags", "1"),
+        ]);
+        both.inject(&both.extract(&single).cx, &mut out);
+        assert!(!out.contains_key("x-b3-parentspanid") && !out.contains_key("x-b3-flags"));
         assert_eq!(out["b3"], format!("{TRACE}-{SPAN}-1").as_str());
         assert_eq!(out["x-b3-traceid"], TRACE);
         assert_eq!(out["x-b3-spanid"], SPAN);
@@ -290,7 +360,7 @@ mod tests {
         ]);
         assert_eq!(parent(&both, &h).trace_id().to_string(), TRACE);
         let mut out = HeaderMap::new();
-        both.inject(&both.extract(&h), &mut out);
+        both.inject(&both.extract(&h).cx, &mut out);
         assert_eq!(out["traceparent"], format!("00-{TRACE}-{SPAN}-01").as_str());
         assert_eq!(out["b3"], format!("{TRACE}-{SPAN}-1").as_str());
     }
