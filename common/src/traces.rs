@@ -229,6 +229,23 @@ impl Drop for Traces {
     }
 }
 
+/// Ends a configuration span (the control plane's push, a proxy's apply) with the proxy's
+/// answer: `serval.answer` ACK, or NACK with `error` as the span's error status.
+pub fn end_with_answer(mut span: opentelemetry_sdk::trace::Span, error: Option<&str>) {
+    use opentelemetry::{
+        KeyValue,
+        trace::{Span as _, Status},
+    };
+    match error {
+        None => span.set_attribute(KeyValue::new("serval.answer", "ACK")),
+        Some(message) => {
+            span.set_attribute(KeyValue::new("serval.answer", "NACK"));
+            span.set_status(Status::error(message.to_owned()));
+        }
+    }
+    span.end();
+}
+
 /// `span`'s W3C trace context as `traceparent` (and `tracestate`) entries, for the delta
 /// protocol's `trace_context`.
 pub fn context_map(span: &opentelemetry::trace::SpanContext) -> BTreeMap<String, String> {

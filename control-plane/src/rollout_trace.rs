@@ -1,7 +1,7 @@
 //! A configuration rollout as one trace: when the control plane exports traces, each published
 //! snapshot gets a `config.rollout` span (from the change being observed to the snapshot being
 //! published, with a `config.translate` child), each response pushing it to a proxy a
-//! `config.push` child (ended by the proxy's ACK or NACK), and the response carries the push's
+//! `config.push` child (ended by the proxy's ACK or NACK: `serval_common::traces::end_with_answer`), and the response carries the push's
 //! W3C trace context, which the proxy's `config.apply` span joins (`serval-proxy`, `spans`).
 //!
 //! Rollouts are always traced (they are rare); the spans carry the snapshot version, the node and
@@ -9,7 +9,7 @@
 
 use opentelemetry::{
     KeyValue,
-    trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _},
+    trace::{Span as _, SpanContext, SpanKind, TraceContextExt, Tracer as _},
 };
 use opentelemetry_sdk::trace::{SdkTracer, Span};
 use serval_common::proto::discovery::v1::DeltaConfigResponse;
@@ -79,16 +79,4 @@ pub fn push(
         .start_with_context(tracer, &cx);
     response.trace_context = serval_common::traces::context_map(span.span_context());
     span
-}
-
-/// Ends a push span: the proxy ACKed, or NACKed with `error`.
-pub fn answered(mut span: Span, error: Option<&str>) {
-    match error {
-        None => span.set_attribute(KeyValue::new("serval.answer", "ACK")),
-        Some(message) => {
-            span.set_attribute(KeyValue::new("serval.answer", "NACK"));
-            span.set_status(Status::error(message.to_owned()));
-        }
-    }
-    span.end();
 }

@@ -296,7 +296,8 @@ impl HttpClient {
     }
 }
 
-async fn into_reply(resp: http::Response<hyper::body::Incoming>) -> Result<Reply, String> {
+/// A response read whole into a [`Reply`].
+pub async fn into_reply(resp: http::Response<hyper::body::Incoming>) -> Result<Reply, String> {
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp

@@ -6,7 +6,7 @@
 use crate::harness::Reply;
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 use rustls_pki_types::{CertificateDer, pem::PemObject};
@@ -187,19 +187,7 @@ impl HttpsConnection {
         let resp = tokio::time::timeout(Duration::from_secs(5), send)
             .await
             .map_err(|_| "timed out".to_owned())??;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        crate::harness::into_reply(resp).await
     }
 }
 

@@ -277,15 +277,3 @@ pub fn apply_span(
             .start_with_context(tracer, &parent),
     )
 }
-
-/// Ends an apply span: applied (ACK), or rejected with `error` (NACK).
-pub fn applied(mut span: Span, error: Option<&str>) {
-    match error {
-        None => span.set_attribute(KeyValue::new("serval.answer", "ACK")),
-        Some(message) => {
-            span.set_attribute(KeyValue::new("serval.answer", "NACK"));
-            span.set_status(Status::error(message.to_owned()));
-        }
-    }
-    span.end();
-}

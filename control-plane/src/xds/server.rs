@@ -362,7 +362,7 @@ impl StreamTask {
                                     Answer::Nack { error, .. } => Some(error.message.as_str()),
                                     Answer::Ack { .. } => None,
                                 };
-                                crate::rollout_trace::answered(span, error);
+                                serval_common::traces::end_with_answer(span, error);
                             }
                             self.answered(answer, &state, &snapshot);
                         }

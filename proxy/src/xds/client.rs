@@ -186,7 +186,7 @@ impl Client {
         let applied = self.applier.apply(response).await;
         if let Some(span) = span {
             let error = applied.as_ref().err().map(|d| d.message.as_str());
-            crate::spans::applied(span, error);
+            serval_common::traces::end_with_answer(span, error);
         }
         let took = started.elapsed();
         self.metrics
