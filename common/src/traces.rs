@@ -229,6 +229,24 @@ impl Drop for Traces {
     }
 }
 
+/// The attributes of a configuration span (the control plane's push, a proxy's apply) about
+/// `response` to `node`.
+pub fn response_attributes(
+    node: &str,
+    response: &crate::proto::discovery::v1::DeltaConfigResponse,
+) -> [opentelemetry::KeyValue; 4] {
+    use opentelemetry::KeyValue;
+    [
+        KeyValue::new("serval.node", node.to_owned()),
+        KeyValue::new(
+            "serval.snapshot.version",
+            response.system_version_info.clone(),
+        ),
+        KeyValue::new("serval.upserts", response.resources.len() as i64),
+        KeyValue::new("serval.removals", response.removed_resources.len() as i64),
+    ]
+}
+
 /// Ends a configuration span (the control plane's push, a proxy's apply) with the proxy's
 /// answer: `serval.answer` ACK, or NACK with `error` as the span's error status.
 pub fn end_with_answer(mut span: opentelemetry_sdk::trace::Span, error: Option<&str>) {

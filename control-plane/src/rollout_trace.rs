@@ -67,15 +67,7 @@ pub fn push(
     let span = tracer
         .span_builder("config.push")
         .with_kind(SpanKind::Producer)
-        .with_attributes([
-            KeyValue::new("serval.node", node.to_owned()),
-            KeyValue::new(
-                "serval.snapshot.version",
-                response.system_version_info.clone(),
-            ),
-            KeyValue::new("serval.upserts", response.resources.len() as i64),
-            KeyValue::new("serval.removals", response.removed_resources.len() as i64),
-        ])
+        .with_attributes(serval_common::traces::response_attributes(node, response))
         .start_with_context(tracer, &cx);
     response.trace_context = serval_common::traces::context_map(span.span_context());
     span

@@ -265,15 +265,7 @@ pub fn apply_span(
         tracer
             .span_builder("config.apply")
             .with_kind(SpanKind::Consumer)
-            .with_attributes([
-                KeyValue::new("serval.node", node.to_owned()),
-                KeyValue::new(
-                    "serval.snapshot.version",
-                    response.system_version_info.clone(),
-                ),
-                KeyValue::new("serval.upserts", response.resources.len() as i64),
-                KeyValue::new("serval.removals", response.removed_resources.len() as i64),
-            ])
+            .with_attributes(serval_common::traces::response_attributes(node, response))
             .start_with_context(tracer, &parent),
     )
 }
