@@ -4,14 +4,21 @@
 //! `OTEL_SDK_DISABLED`) or the flags that override it (`--otlp-endpoint`, `--trace-sampling`).
 //!
 //! Tracing is off unless an endpoint is configured: then no span is ever made and the request
-//! path pays nothing. When on, finished spans go to a bounded queue that a background thread
+//! path pays nothing. When on, finished SDK spans go to a bounded queue that a background thread
 //! exports in batches, over OTLP/gRPC or OTLP/HTTP with protobuf (`--otlp-protocol`, else
 //! `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL`); a span that finds the queue full is dropped and
 //! counted in `serval_trace_spans_dropped_total`, so export never blocks or slows the caller.
 //! The exports themselves run on the Tokio runtime that started the exporter.
 //!
 //! What the spans are is the components' business (the proxy's request spans, the control plane's
-//! rollout spans).
+//! rollout spans). Spans made through the SDK (rollouts, configuration applies) are exported by
+//! `opentelemetry-otlp`; a component that makes a span per request records them on the lean path
+//! instead ([`batch`], [`otlp`]): same endpoint, protocol, resource and queue settings, a fraction
+//! of the cost per span.
+
+pub mod batch;
+pub mod encode;
+pub mod otlp;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{
@@ -101,6 +108,10 @@ pub struct TraceError {
 #[derive(Debug)]
 pub struct Traces {
     provider: SdkTracerProvider,
+    /// Where the lean path sends spans.
+    target: otlp::Target,
+    batch: batch::BatchSettings,
+    dropped: Counter,
     /// The tracer the component starts spans with. It records every span it is asked for
     /// (parent-based: children of a recorded span are recorded); whether to start a trace is
     /// the caller's decision, with [`Traces::ratio`].
@@ -144,24 +155,22 @@ impl Traces {
                     .and_then(|p| OtlpProtocol::parse(&p))
             })
             .unwrap_or(OtlpProtocol::Grpc);
+        let http_url = if is_base && !endpoint.trim_end_matches('/').ends_with("/v1/traces") {
+            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+        } else {
+            endpoint.clone()
+        };
         use opentelemetry_otlp::WithExportConfig;
         let built = match protocol {
             OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint.clone())
                 .build(),
-            OtlpProtocol::HttpProtobuf => {
-                let url = if is_base && !endpoint.trim_end_matches('/').ends_with("/v1/traces") {
-                    format!("{}/v1/traces", endpoint.trim_end_matches('/'))
-                } else {
-                    endpoint.clone()
-                };
-                opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_endpoint(url)
-                    .build()
-            }
+            OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(http_url.clone())
+                .build(),
         };
         let exporter = built.map_err(|e| TraceError {
             endpoint: endpoint.clone(),
@@ -171,6 +180,24 @@ impl Traces {
             .and_then(|v| v.parse().ok())
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_QUEUE);
+        let number = |name: &str| env(name).and_then(|v| v.parse::<u64>().ok());
+        let batch = batch::BatchSettings {
+            queue: cap,
+            batch: number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(512),
+            delay: Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY").unwrap_or(5000)),
+        };
+        let headers = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_HEADERS"))
+            .map(|h| otlp::parse_headers(&h))
+            .unwrap_or_default();
+        let timeout = Duration::from_millis(
+            number("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+                .or_else(|| number("OTEL_EXPORTER_OTLP_TIMEOUT"))
+                .unwrap_or(10_000),
+        );
         let pending = Arc::new(AtomicUsize::new(0));
         let batches = BatchSpanProcessor::builder(Counting {
             inner: Arc::new(exporter),
@@ -191,11 +218,26 @@ impl Traces {
             inner: batches,
             pending,
             cap,
-            dropped,
+            dropped: dropped.clone(),
         };
         let resource = match env("OTEL_SERVICE_NAME") {
             Some(_) => Resource::builder().build(),
             None => Resource::builder().with_service_name(service).build(),
+        };
+        let target = otlp::Target {
+            url: match protocol {
+                OtlpProtocol::Grpc => endpoint.clone(),
+                OtlpProtocol::HttpProtobuf => http_url,
+            },
+            protocol,
+            headers,
+            timeout,
+            resource:
+                opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema::from(
+                    &resource,
+                )
+                .attributes
+                .0,
         };
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
@@ -212,9 +254,29 @@ impl Traces {
         tracing::info!(%endpoint, ?protocol, ratio, "exporting traces over OTLP");
         Ok(Some(Self {
             provider,
+            target,
+            batch,
+            dropped,
             tracer,
             ratio,
         }))
+    }
+
+    /// A lean-path queue for spans of the instrumentation scope `scope`, exporting to the same
+    /// endpoint from a task on the current Tokio runtime (see [`batch`]).
+    pub fn span_queue<R: batch::Record>(
+        &self,
+        scope: &str,
+    ) -> Result<batch::SpanQueue<R>, TraceError> {
+        let sender = otlp::Sender::new(self.target.clone(), scope).map_err(|e| TraceError {
+            endpoint: self.target.url.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(batch::SpanQueue::start(
+            sender,
+            self.batch,
+            self.dropped.clone(),
+        ))
     }
 
     /// Exports what is queued now (blocks: call from a blocking context).

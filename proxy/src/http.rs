@@ -111,7 +111,6 @@ pub async fn handle(
             headers: req.headers(),
         })
     });
-    let trace_id = span.as_ref().map(crate::spans::ServerSpan::trace_id);
     let arrived = shared.access_log.is_on().then(|| {
         access_log::Request::arrived(
             req.method(),
@@ -122,7 +121,7 @@ pub async fn handle(
             conn.peer,
             Arc::clone(&received),
         )
-        .with_trace_id(trace_id.clone())
+        .with_trace_id(span.as_ref().map(crate::spans::ServerSpan::trace_id))
     });
     let metered = access_log::Metered {
         metrics: Arc::clone(&shared.metrics),
@@ -134,7 +133,14 @@ pub async fn handle(
     in_flight.facts.span = span;
     let req = req.map(|body| Inbound::new(body, Some(received)));
     let result = proxy(&shared, conn, req, &mut in_flight.facts).await;
-    let response = result.unwrap_or_else(|error| error_response(&error, trace_id.as_deref()));
+    let response = result.unwrap_or_else(|error| {
+        let trace_id = in_flight
+            .facts
+            .span
+            .as_ref()
+            .map(crate::spans::ServerSpan::trace_id);
+        error_response(&error, trace_id.as_deref())
+    });
     shared.metrics.record_response(response.status());
     in_flight.respond(response)
 }

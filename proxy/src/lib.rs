@@ -73,6 +73,15 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
         "serval-proxy",
         metrics.trace_spans_dropped.clone(),
     )?;
+    // Request spans take the lean path; this handle also flushes it at shutdown.
+    let span_queue = match &traces {
+        Some(t) => Some(t.span_queue::<spans::Finished>("serval-proxy")?),
+        None => None,
+    };
+    let spans = traces
+        .as_ref()
+        .zip(span_queue.clone())
+        .map(|(t, queue)| spans::Spans::new(queue, t.ratio));
     let shared = Arc::new(
         http::Shared::new(
             Arc::clone(&store),
@@ -80,11 +89,7 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
             Arc::clone(&metrics),
         )
         .with_access_log(access_log.clone())
-        .with_spans(
-            traces
-                .as_ref()
-                .map(|t| spans::Spans::new(t.tracer.clone(), t.ratio)),
-        ),
+        .with_spans(spans),
     );
     let listeners = Arc::new(listeners::Listeners::new(
         shared,
@@ -138,6 +143,9 @@ pub async fn run(config: ProxyConfig, shutdown: shutdown::Watch) -> anyhow::Resu
     listeners.drained().await;
     // The requests that ended while draining are logged too, and their spans exported.
     access_log.close(Duration::from_secs(2));
+    if let Some(queue) = &span_queue {
+        queue.close(Duration::from_secs(5)).await;
+    }
     if let Some(traces) = traces {
         // Shutting the exporter down flushes it, and waits: off the async workers.
         let _ = tokio::task::spawn_blocking(move || drop(traces)).await;

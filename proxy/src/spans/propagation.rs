@@ -10,7 +10,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     Context,
-    propagation::{Extractor, Injector, TextMapPropagator},
+    propagation::{Extractor, TextMapPropagator},
     trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -124,13 +124,21 @@ impl Propagation {
         extracted(None, Sampling::Deferred)
     }
 
-    /// Writes `cx`'s span into `headers` in every configured format.
-    pub fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
-        let span = cx.span();
-        let sc = span.span_context();
+    /// Writes the span `sc` into `headers` in every configured format.
+    pub fn inject(&self, sc: &SpanContext, headers: &mut HeaderMap) {
         for format in &self.formats {
             match format {
-                Format::TraceContext => self.w3c.inject_context(cx, &mut HeadersMut(headers)),
+                Format::TraceContext => {
+                    if let Ok(value) = HeaderValue::from_bytes(&traceparent(sc)) {
+                        headers.insert(HeaderName::from_static("traceparent"), value);
+                    }
+                    let state = sc.trace_state().header();
+                    if state.is_empty() {
+                        headers.remove("tracestate");
+                    } else {
+                        set(headers, "tracestate", state);
+                    }
+                }
                 Format::B3Single => set(
                     headers,
                     "b3",
@@ -165,6 +173,23 @@ fn extracted(sc: Option<SpanContext>, sampling: Sampling) -> Extracted {
         }),
         sampling,
     }
+}
+
+/// `00-{trace id}-{span id}-{flags}`, in lowercase hex (written without the formatter: this
+/// runs for every upstream attempt of a traced request).
+fn traceparent(sc: &SpanContext) -> [u8; 55] {
+    fn hex(bytes: &[u8], out: &mut [u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+    }
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex(&sc.trace_id().to_bytes(), &mut out[3..35]);
+    hex(&sc.span_id().to_bytes(), &mut out[36..52]);
+    hex(&[sc.trace_flags().to_u8()], &mut out[53..55]);
+    out
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
@@ -247,20 +272,6 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// Writes propagation headers.
-struct HeadersMut<'a>(&'a mut HeaderMap);
-
-impl Injector for HeadersMut<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,7 +347,7 @@ mod tests {
             ("x-b3-parentspanid", "1111111111111111"),
             ("x-b3-flags", "1"),
         ]);
-        both.inject(&both.extract(&single).cx, &mut out);
+        both.inject(both.extract(&single).cx.span().span_context(), &mut out);
         assert!(!out.contains_key("x-b3-parentspanid") && !out.contains_key("x-b3-flags"));
         assert_eq!(out["b3"], format!("{TRACE}-{SPAN}-1").as_str());
         assert_eq!(out["x-b3-traceid"], TRACE);
@@ -356,12 +367,25 @@ mod tests {
         let both = Propagation::parse(Some("tracecontext,b3"));
         let h = headers(&[
             ("traceparent", &format!("00-{TRACE}-{SPAN}-01")),
+            ("tracestate", "vendor=abc"),
             ("b3", &format!("{}-{SPAN}-1", "1".repeat(32))),
         ]);
         assert_eq!(parent(&both, &h).trace_id().to_string(), TRACE);
         let mut out = HeaderMap::new();
-        both.inject(&both.extract(&h).cx, &mut out);
+        both.inject(both.extract(&h).cx.span().span_context(), &mut out);
         assert_eq!(out["traceparent"], format!("00-{TRACE}-{SPAN}-01").as_str());
+        assert_eq!(out["tracestate"], "vendor=abc");
         assert_eq!(out["b3"], format!("{TRACE}-{SPAN}-1").as_str());
+        // An unsampled context is written as such; an empty trace state removes the header.
+        let unsampled = SpanContext::new(
+            TraceId::from_hex(TRACE).expect("hex"),
+            SpanId::from_hex(SPAN).expect("hex"),
+            TraceFlags::NOT_SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        default.inject(&unsampled, &mut out);
+        assert_eq!(out["traceparent"], format!("00-{TRACE}-{SPAN}-00").as_str());
+        assert!(!out.contains_key("tracestate"));
     }
 }
