@@ -147,6 +147,10 @@ impl Traces {
             (None, None, Some(base)) => (base, true),
             (None, None, None) => return Ok(None),
         };
+        let insecure = env("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_INSECURE"))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let endpoint = with_scheme(endpoint, insecure)?;
         let protocol = args
             .otlp_protocol
             .or_else(|| {
@@ -362,6 +366,25 @@ impl opentelemetry::propagation::Extractor for MapCarrier {
 }
 
 /// The ratio of new traces to sample that `OTEL_TRACES_SAMPLER` and its argument ask for.
+/// `endpoint` with its scheme: as `opentelemetry-otlp` does, one without is `https://` unless
+/// `insecure`. Only `http://` is supported (no TLS to the collector yet).
+fn with_scheme(endpoint: String, insecure: bool) -> Result<String, TraceError> {
+    let endpoint = match (endpoint.contains("://"), insecure) {
+        (true, _) => endpoint,
+        (false, true) => format!("http://{endpoint}"),
+        (false, false) => format!("https://{endpoint}"),
+    };
+    if endpoint.starts_with("http://") {
+        return Ok(endpoint);
+    }
+    Err(TraceError {
+        endpoint,
+        reason: "only http:// endpoints are supported (no TLS to the collector yet); for an \
+                 endpoint without a scheme, set OTEL_EXPORTER_OTLP_INSECURE=true"
+            .to_owned(),
+    })
+}
+
 fn env_ratio(sampler: Option<&str>, arg: Option<&str>) -> f64 {
     let arg = || {
         arg.and_then(|a| ratio(a).ok()).unwrap_or_else(|| {
@@ -479,5 +502,15 @@ mod tests {
         assert_eq!(env_ratio(Some("traceidratio"), Some("2")), 1.0);
         assert_eq!(env_ratio(Some("xray"), None), 1.0);
         assert!(ratio("0.5").is_ok() && ratio("-1").is_err() && ratio("x").is_err());
+    }
+
+    #[test]
+    fn endpoints_get_a_scheme_and_only_http_is_accepted() {
+        let ok = |e: &str, insecure| with_scheme(e.to_owned(), insecure).ok();
+        assert_eq!(ok("http://c:4317", false).as_deref(), Some("http://c:4317"));
+        assert_eq!(ok("c:4317", true).as_deref(), Some("http://c:4317"));
+        let refused = with_scheme("c:4317".to_owned(), false).expect_err("https");
+        assert_eq!(refused.endpoint, "https://c:4317");
+        assert!(ok("https://c:4317", true).is_none());
     }
 }

@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -64,6 +64,8 @@ struct Shared<R> {
     /// A batch is full, or the queue closed.
     ready: Notify,
     closed: AtomicBool,
+    /// Records the export task has taken and not yet sent: they count against the bound.
+    in_flight: AtomicUsize,
     dropped: Counter,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -75,13 +77,15 @@ impl<R: Record> SpanQueue<R> {
         let settings = BatchSettings {
             queue: settings.queue.max(1),
             batch: settings.batch.clamp(1, settings.queue.max(1)),
-            delay: settings.delay,
+            // A zero delay would make the task spin.
+            delay: settings.delay.max(Duration::from_millis(1)),
         };
         let shared = Arc::new(Shared {
             records: Mutex::new(Vec::with_capacity(settings.queue)),
             settings,
             ready: Notify::new(),
             closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             dropped,
             task: Mutex::new(None),
         });
@@ -94,7 +98,9 @@ impl<R: Record> SpanQueue<R> {
     pub fn push(&self, record: R) {
         let shared = &*self.shared;
         let mut records = shared.records.lock();
-        if records.len() >= shared.settings.queue || shared.closed.load(Ordering::Relaxed) {
+        if records.len() + shared.in_flight.load(Ordering::Relaxed) >= shared.settings.queue
+            || shared.closed.load(Ordering::Relaxed)
+        {
             drop(records);
             shared.dropped.inc();
             return;
@@ -136,7 +142,11 @@ async fn export_loop<R: Record>(shared: Arc<Shared<R>>, mut sender: Sender) {
                 () = tokio::time::sleep(shared.settings.delay) => {}
             }
         }
-        let mut taken = std::mem::replace(&mut *shared.records.lock(), spare);
+        let mut taken = {
+            let mut records = shared.records.lock();
+            shared.in_flight.store(records.len(), Ordering::Relaxed);
+            std::mem::replace(&mut *records, spare)
+        };
         while !taken.is_empty() {
             let n = taken.len().min(shared.settings.batch);
             spans.clear();
@@ -145,7 +155,9 @@ async fn export_loop<R: Record>(shared: Arc<Shared<R>>, mut sender: Sender) {
                 record.encode(&mut SpanWriter::new(&mut scratch));
                 push_span(&mut spans, &scratch);
             }
-            if let Err(error) = sender.export(&spans).await {
+            let result = sender.export(&spans).await;
+            shared.in_flight.fetch_sub(n, Ordering::Relaxed);
+            if let Err(error) = result {
                 shared.dropped.inc_by(n as u64);
                 // One line per ten seconds at most: a collector that is down is one problem.
                 if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {

@@ -72,6 +72,8 @@ pub enum ExportError {
 #[derive(Clone, Debug)]
 pub struct Sender {
     target: Target,
+    /// The target's headers that are valid HTTP headers (the others are skipped, with a warning).
+    headers: http::HeaderMap,
     /// The encoded `Resource` and `InstrumentationScope` every request carries.
     resource: Vec<u8>,
     scope: Vec<u8>,
@@ -127,7 +129,22 @@ impl Sender {
                 }
             }
         };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &target.headers {
+            match (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                (Ok(name), Ok(value)) => {
+                    headers.append(name, value);
+                }
+                _ => {
+                    tracing::warn!(header = %name, "skipping an OTLP header that is not a valid HTTP header")
+                }
+            }
+        }
         Ok(Self {
+            headers,
             resource: Resource {
                 attributes: target.resource.clone(),
                 ..Default::default()
@@ -166,14 +183,8 @@ impl Sender {
         match &mut self.transport {
             Transport::Grpc(client) => {
                 let mut request = tonic::Request::new(request);
-                for (name, value) in &self.target.headers {
-                    if let (Ok(name), Ok(value)) = (
-                        tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes()),
-                        tonic::metadata::AsciiMetadataValue::try_from(value.as_str()),
-                    ) {
-                        request.metadata_mut().insert(name, value);
-                    }
-                }
+                *request.metadata_mut() =
+                    tonic::metadata::MetadataMap::from_headers(self.headers.clone());
                 let status = |s: tonic::Status| failed(format!("{:?}: {}", s.code(), s.message()));
                 client.ready().await.map_err(|e| failed(e.to_string()))?;
                 let answer = client
@@ -189,13 +200,14 @@ impl Sender {
                 Ok(())
             }
             Transport::Http { client, uri } => {
-                let mut builder = http::Request::post(uri.clone())
-                    .header(http::header::CONTENT_TYPE, "application/x-protobuf");
-                for (name, value) in &self.target.headers {
-                    builder = builder.header(name.as_str(), value.as_str());
-                }
-                let body = Full::new(request);
-                let req = builder.body(body).map_err(|e| failed(e.to_string()))?;
+                let mut req = http::Request::post(uri.clone())
+                    .body(Full::new(request))
+                    .map_err(|e| failed(e.to_string()))?;
+                req.headers_mut().extend(self.headers.clone());
+                req.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/x-protobuf"),
+                );
                 let resp = client
                     .request(req)
                     .await
@@ -321,5 +333,19 @@ mod tests {
             ]
         );
         assert!(parse_headers("").is_empty());
+    }
+
+    #[tokio::test]
+    async fn headers_that_are_not_valid_http_headers_are_skipped_once() {
+        let target = Target {
+            url: "http://127.0.0.1:4318/v1/traces".to_owned(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            headers: parse_headers("x-ok=1,bad name=2,x-bad-value=a%0Ab"),
+            timeout: Duration::from_secs(1),
+            resource: Vec::new(),
+        };
+        let sender = Sender::new(target, "test").expect("sender");
+        assert_eq!(sender.headers.len(), 1);
+        assert_eq!(sender.headers["x-ok"], "1");
     }
 }
