@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod hostname;
+pub mod memory;
 pub mod names;
 pub mod proto;
 pub mod readiness;

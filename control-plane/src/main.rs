@@ -11,10 +11,19 @@ use serval_control_plane::{
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads exist and allocate (see serval_common::memory).
+    let huge_pages = serval_common::memory::apply_defaults();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(huge_pages))
+}
+
+async fn run(huge_pages: serval_common::memory::HugePages) -> anyhow::Result<()> {
     let args = Args::parse();
     serval_common::telemetry::init_logging(args.log_format);
+    tracing::debug!(?huge_pages, "transparent huge pages");
     let (trigger, watch) = serval_common::shutdown::channel();
     tokio::spawn(async move {
         serval_common::shutdown::signal().await;

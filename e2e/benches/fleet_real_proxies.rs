@@ -60,6 +60,17 @@ async fn main() {
     // this machine's cores, as an operator would configure them; 0 = the proxy's default, one per
     // CPU).
     let worker_threads = number("--proxy-worker-threads", 1);
+    // `--poll-stagger 0|1`: whether the proxies' polls are spread over the poll interval (default
+    // 1: proxy i polls at i/N of it) instead of all firing at the same instant.
+    let stagger = number("--poll-stagger", 1) == 1;
+    // `--log FILTER`: the binaries' `SERVAL_LOG` (default `info`, as deployed; the e2e tests' debug
+    // level writes a line for every request that matches no route, which every poll is at first).
+    let log = args
+        .iter()
+        .position(|a| a == "--log")
+        .and_then(|i| args.get(i + 1))
+        .map_or("info", String::as_str);
+    let env = [("SERVAL_LOG", log)];
     let logs = TempDir::new("bench-real-logs");
     let dir = TempDir::new("bench-real");
     let backend = EchoBackend::start("svc", "svc-pod-0", logs.path()).await;
@@ -80,7 +91,7 @@ async fn main() {
     // the quiet period only has to outlast that burst (the control plane's own default, 100 ms, is
     // for people editing several files by hand).
     let debounce = number("--debounce-ms", 2).to_string();
-    let cp = ControlPlane::start(
+    let cp = ControlPlane::start_with_env(
         dir.path(),
         logs.path(),
         None,
@@ -91,6 +102,7 @@ async fn main() {
             "--max-delay-ms",
             "50",
         ],
+        &env,
     )
     .await;
     let mut fleet = Vec::new();
@@ -102,7 +114,8 @@ async fn main() {
             args.extend(["--worker-threads".to_owned(), worker_threads.to_string()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let proxy = Proxy::start_with(cp.xds, &format!("real-{i:02}"), logs.path(), &args).await;
+        let proxy =
+            Proxy::start_with_env(cp.xds, &format!("real-{i:02}"), logs.path(), &args, &env).await;
         fleet.push(proxy);
         addrs.push((ip, 8080).into());
     }
@@ -145,12 +158,18 @@ async fn main() {
         let t0 = Instant::now();
         dir.write(&format!("new-{k}.yaml"), &route(&format!("new-{k}"), &host));
         let mut polls = tokio::task::JoinSet::new();
-        for addr in addrs.clone() {
+        for (i, addr) in addrs.iter().copied().enumerate() {
             let (client, host) = (client.clone(), host.clone());
+            let offset = if stagger {
+                poll_interval * i as u32 / addrs.len() as u32
+            } else {
+                Duration::ZERO
+            };
             polls.spawn(async move {
                 // Polls start every `poll_interval` (at once when the last one took longer), so
                 // a slow answer does not also add the interval. Bounded: 30 s of polling at most.
-                let mut next = tokio::time::Instant::now();
+                let mut next = tokio::time::Instant::now() + offset;
+                tokio::time::sleep_until(next).await;
                 while t0.elapsed() < Duration::from_secs(30) {
                     if client
                         .get(addr, &host, "/", &[])
@@ -177,6 +196,17 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    let mut slowest: Vec<(usize, f64)> = per_change.iter().copied().enumerate().collect();
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "slowest changes (index: ms): {}",
+        slowest
+            .iter()
+            .take(5)
+            .map(|(k, ms)| format!("{k}: {ms:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut sent = 0;
     for l in loops {
         let report = l.stop().await;

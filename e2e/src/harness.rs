@@ -558,6 +558,17 @@ impl Proxy {
         log_dir: &Path,
         extra: &[&str],
     ) -> Self {
+        Self::start_with_env(xds, node_id, log_dir, extra, &[]).await
+    }
+
+    /// Like [`Proxy::start_with`], with extra environment variables.
+    pub async fn start_with_env(
+        xds: SocketAddr,
+        node_id: &str,
+        log_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut args: Vec<String> = vec![
             "--xds-server".into(),
@@ -569,7 +580,8 @@ impl Proxy {
             admin.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let process = Process::start(node_id, &binary("serval-proxy"), &args, log_dir);
+        let process =
+            Process::start_with_env(node_id, &binary("serval-proxy"), &args, env, log_dir);
         let proxy = Self { admin, process };
         assert!(
             wait_ready(admin).await,

@@ -10,6 +10,8 @@ use serval_proxy::{ProxyConfig, args::Args};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads exist and allocate (see serval_common::memory).
+    let huge_pages = serval_common::memory::apply_defaults();
     let args = Args::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -21,11 +23,12 @@ fn main() -> anyhow::Result<()> {
     // workers that read the socket, one more context switch per configuration change.
     runtime
         .build()?
-        .block_on(async { tokio::spawn(run(args)).await? })
+        .block_on(async { tokio::spawn(run(args, huge_pages)).await? })
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, huge_pages: serval_common::memory::HugePages) -> anyhow::Result<()> {
     serval_common::telemetry::init_logging(args.log_format);
+    tracing::debug!(?huge_pages, "transparent huge pages");
     let config = ProxyConfig::try_from(args)?;
     let (trigger, watch) = serval_common::shutdown::channel();
     tokio::spawn(async move {
