@@ -216,11 +216,12 @@ fn admin_only(request: Request<()>) -> Result<Request<()>, Status> {
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<DeltaConfigResponse, Status>> + Send>>;
 
-/// A response with the push permit it holds until gRPC takes it for encoding.
-type Outbound = (
+/// A response with the push permit it holds until gRPC takes it for encoding. Boxed: a channel
+/// allocates room for 32 items up front, which unboxed is about 5 KiB per connected proxy.
+type Outbound = Box<(
     Result<DeltaConfigResponse, Status>,
     Option<OwnedSemaphorePermit>,
-);
+)>;
 
 #[tonic::async_trait]
 impl ConfigDiscovery for DeltaServer {
@@ -274,7 +275,10 @@ impl ConfigDiscovery for DeltaServer {
             tracing::info_span!("delta_stream", id, peer = ?peer),
         ));
         // The permit is dropped as gRPC takes the response to encode it.
-        let outbound = ReceiverStream::new(rx).map(|(response, _permit)| response);
+        let outbound = ReceiverStream::new(rx).map(|outbound| {
+            let (response, _permit) = *outbound;
+            response
+        });
         Ok(Response::new(Box::pin(outbound)))
     }
 }
@@ -336,7 +340,7 @@ impl StreamTask {
                         if first && let Err(denied) = self.check_identity(&request, &snapshot) {
                             tracing::warn!(node = ?request.node.as_ref().map(|n| &n.id), %denied, "stream refused");
                             self.metrics.xds_rejected_streams.inc();
-                            let _ = self.tx.send((Err(Status::permission_denied(denied)), None)).await;
+                            let _ = self.tx.send(Box::new((Err(Status::permission_denied(denied)), None))).await;
                             break;
                         }
                         let _permit = self.permit().await;
@@ -345,7 +349,7 @@ impl StreamTask {
                             Ok(step) => step,
                             Err(error) => {
                                 tracing::warn!(%error, "closing stream");
-                                let _ = self.tx.send((Err(Status::invalid_argument(error.to_string())), None)).await;
+                                let _ = self.tx.send(Box::new((Err(Status::invalid_argument(error.to_string())), None))).await;
                                 break;
                             }
                         };
@@ -404,7 +408,12 @@ impl StreamTask {
                 self.metrics.xds_responses.inc();
                 sent_at = Some(Instant::now());
                 let permit = self.permit().await;
-                if self.tx.send((Ok(response), permit)).await.is_err() {
+                if self
+                    .tx
+                    .send(Box::new((Ok(response), permit)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
