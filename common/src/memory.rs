@@ -3,11 +3,12 @@
 //! Transparent huge pages are turned off for the process unless the operator asked for them.
 //! mimalloc (the allocator of both binaries) advises the kernel to back its arenas with 2 MiB huge
 //! pages; the first touch of each such page then zeroes all 2 MiB inside a page fault, on whatever
-//! thread allocated: a request, a configuration apply or a translation stalls for it. Measured
-//! with 20 proxies sharing 2 cores (BENCHMARKS.md, "Twenty real proxies"), huge-page zeroing was
-//! 28 % of all CPU while the proxies loaded 5,000 routes and caused the slowest configuration
-//! changes after it. With `MIMALLOC_ALLOW_THP` set (mimalloc's own option, read before `main`)
-//! the operator decides and this module changes nothing.
+//! thread allocated: a request, a configuration apply or a translation stalls for it. In a
+//! profile of a whole run of 20 proxies sharing 2 cores (BENCHMARKS.md, "Twenty real proxies"),
+//! huge-page zeroing was 28 % of all CPU samples, mostly while the proxies loaded 5,000 routes, and
+//! the slowest configuration changes came right after. With `MIMALLOC_ALLOW_THP` set (mimalloc's
+//! own option, read before `main`; this module looks for that exact name) the operator decides
+//! and this module changes nothing.
 //!
 //! This module does not tune the allocator otherwise.
 
@@ -28,6 +29,20 @@ pub fn apply_defaults() -> HugePages {
         return HugePages::OperatorChoice;
     }
     disable_huge_pages()
+}
+
+/// Logs what [`apply_defaults`] did, once logging is set up: a warning when huge pages could not
+/// be turned off, else an info line.
+pub fn log(outcome: &HugePages) {
+    match outcome {
+        HugePages::Disabled => tracing::info!("transparent huge pages off for this process"),
+        HugePages::OperatorChoice => {
+            tracing::info!("transparent huge pages left to MIMALLOC_ALLOW_THP")
+        }
+        HugePages::Unchanged(why) => {
+            tracing::warn!(error = %why, "transparent huge pages could not be turned off")
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -1,4 +1,5 @@
-//! `serval-control-plane`: parse the command line, set up logging, run until SIGINT/SIGTERM.
+//! `serval-control-plane`: turn transparent huge pages off (`serval_common::memory`), start the
+//! runtime, parse the command line, set up logging, run until SIGINT/SIGTERM.
 
 use clap::Parser;
 use serval_control_plane::{
@@ -23,7 +24,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(huge_pages: serval_common::memory::HugePages) -> anyhow::Result<()> {
     let args = Args::parse();
     serval_common::telemetry::init_logging(args.log_format);
-    tracing::debug!(?huge_pages, "transparent huge pages");
+    serval_common::memory::log(&huge_pages);
     let (trigger, watch) = serval_common::shutdown::channel();
     tokio::spawn(async move {
         serval_common::shutdown::signal().await;

@@ -153,13 +153,12 @@ async fn main() {
         .collect();
 
     // The loops run before the first change: each has sent 100 requests (half a second at the
-    // default pace), so their first connections are not part of any change. Bounded: 30 s.
+    // default pace), so their first connections are not part of any change. Bounded: 30 s more
+    // than 100 requests take at the loops' pace.
     let settle = Instant::now();
+    let settle_limit = Duration::from_secs(30) + loop_interval.unwrap_or_default() * 100;
     while loops.iter().any(|l| l.sent() < 100) {
-        assert!(
-            settle.elapsed() < Duration::from_secs(30),
-            "request loops not running"
-        );
+        assert!(settle.elapsed() < settle_limit, "request loops not running");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 

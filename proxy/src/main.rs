@@ -1,5 +1,5 @@
-//! `serval-proxy`: parse the command line, set up logging, start the runtime (`--worker-threads`),
-//! run until SIGINT/SIGTERM.
+//! `serval-proxy`: turn transparent huge pages off (`serval_common::memory`), parse the command
+//! line, set up logging, start the runtime (`--worker-threads`), run until SIGINT/SIGTERM.
 
 use clap::Parser;
 use serval_proxy::{ProxyConfig, args::Args};
@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args, huge_pages: serval_common::memory::HugePages) -> anyhow::Result<()> {
     serval_common::telemetry::init_logging(args.log_format);
-    tracing::debug!(?huge_pages, "transparent huge pages");
+    serval_common::memory::log(&huge_pages);
     let config = ProxyConfig::try_from(args)?;
     let (trigger, watch) = serval_common::shutdown::channel();
     tokio::spawn(async move {
